@@ -1,0 +1,125 @@
+# lua-whatsapp: build, test, bench.  `make help` lists the targets.
+#
+# Knobs are ?= and take LuaRocks' names, so `make LUA=luajit` or
+# `make LUA_INCDIR=/usr/include/luajit-2.1` both work.  The build goes to
+# build/$(LUA)/whatsapp/core.so, so Lua 5.4 and LuaJIT builds live side by side.
+
+LUA        ?= lua5.4
+ifeq ($(LUA),luajit)
+LUA_INCDIR ?= /usr/include/luajit-2.1
+else
+LUA_INCDIR ?= /usr/include/$(LUA)
+endif
+# OpenResty spells it this way.
+ifdef LUA_INCLUDE_DIR
+LUA_INCDIR := $(LUA_INCLUDE_DIR)
+endif
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+LIBFLAG    ?= -shared
+WARNFLAGS  ?= -std=c99 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+PKG_CONFIG ?= pkg-config
+SSL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcrypto 2>/dev/null)
+SSL_LIBS   := $(shell $(PKG_CONFIG) --libs libcrypto 2>/dev/null || echo -lcrypto)
+YAJL_LIBS  ?= -lyajl
+BUILD      ?= build/$(LUA)
+SAN        ?=
+
+# Where `make install` puts things (LuaRocks passes its own).
+PREFIX     ?= /usr/local
+LUAVER     ?= 5.4
+LUADIR     ?= $(PREFIX)/share/lua/$(LUAVER)
+LIBDIR     ?= $(PREFIX)/lib/lua/$(LUAVER)
+
+SRCS := csrc/core.c csrc/crypto.c csrc/json.c csrc/webhook.c
+HDRS := csrc/compat.h csrc/wa.h csrc/json.h
+CORE := $(BUILD)/whatsapp/core.so
+
+ALL_CFLAGS = $(WARNFLAGS) $(CFLAGS) $(SAN) -fPIC -fvisibility=hidden \
+	-D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(SSL_CFLAGS)
+
+.PHONY: all build deps test test-quick spec spec-luajit lint asan valgrind rock \
+	nginx-test bench fuzz run clean help
+
+all: build
+build: $(CORE)
+
+$(CORE): $(SRCS) $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(YAJL_LIBS) $(SSL_LIBS)
+
+help:
+	@echo "make run          verify and print the example signed webhooks as JSON lines"
+	@echo "make test         install missing Debian packages, then every check"
+	@echo "make deps         install the Debian packages the project needs (as root)"
+	@echo "make / make LUA=luajit   build whatsapp.core for Lua 5.4 / LuaJIT"
+	@echo "make spec spec-luajit lint asan valgrind rock   the parts of make test"
+	@echo "make bench        the benchmarks;  make fuzz FUZZ_SECONDS=60   the fuzzer"
+
+deps:
+	@sh .ci/deps.sh
+
+# Everything CI runs.
+test: deps
+	$(MAKE) test-quick
+	$(MAKE) asan
+	$(MAKE) valgrind
+	$(MAKE) rock
+	@echo "make test: all checks passed"
+
+test-quick: lint
+	$(MAKE) build
+	$(MAKE) build LUA=luajit
+	$(MAKE) spec
+	$(MAKE) spec-luajit
+
+BUSTED ?= /usr/bin/busted
+spec: build
+	$(MAKE) build LUA=luajit  # the nginx spec loads the LuaJIT build
+	lua5.4 $(BUSTED) --cpath='build/lua5.4/?.so' $(BUSTED_ARGS)
+
+spec-luajit:
+	$(MAKE) build LUA=luajit
+	luajit $(BUSTED) --cpath='build/luajit/?.so' --exclude-tags=nginx $(BUSTED_ARGS)
+
+lint:
+	luacheck -q lua spec bench examples
+
+# The specs again with AddressSanitizer + UBSan in the core (interpreter uninstrumented,
+# so the runtime is preloaded).  nginx runs its own LuaJIT build and is left out.
+ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
+asan:
+	$(MAKE) build LUA=lua5.4 BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
+	LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		lua5.4 $(BUSTED) --cpath='build/asan/?.so' --exclude-tags=nginx,slow $(BUSTED_ARGS)
+
+valgrind: build
+	sh spec/valgrind.sh
+
+rock:
+	sh spec/rock.sh
+
+nginx-test: build
+	$(MAKE) build LUA=luajit
+	lua5.4 $(BUSTED) --cpath='build/lua5.4/?.so' --tags=nginx
+
+bench: build
+	$(MAKE) build LUA=luajit
+	bash bench/run.sh
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	sh csrc/fuzz/run.sh $(FUZZ_SECONDS)
+
+run: deps build
+	lua5.4 examples/webhook_cat.lua --demo
+
+install: build
+	mkdir -p $(DESTDIR)$(LUADIR)/whatsapp $(DESTDIR)$(LIBDIR)/whatsapp
+	cp lua/whatsapp/*.lua $(DESTDIR)$(LUADIR)/whatsapp/
+	cp $(CORE) $(DESTDIR)$(LIBDIR)/whatsapp/core.so
+
+clean:
+	rm -rf build

@@ -1,0 +1,34 @@
+/*
+ * core.c - luaopen_whatsapp_core, the only symbol this shared object exports.
+ *
+ * whatsapp.core is the private C half of the library (mechanism only); the
+ * public API is the Lua modules in lua/whatsapp/.  Each area registers its
+ * functions into one module table: crypto (HMAC, signature check) and webhook
+ * (payload parser).
+ */
+#include "wa.h"
+
+#if defined(__GNUC__)
+#define WA_EXPORT __attribute__((visibility("default")))
+#else
+#define WA_EXPORT
+#endif
+
+WA_EXPORT int luaopen_whatsapp_core(lua_State *L);
+
+/* Pushes the module table; raises only on memory exhaustion. */
+int luaopen_whatsapp_core(lua_State *L)
+{
+	lua_newtable(L);
+	wa_crypto_open(L);
+	wa_webhook_open(L);
+	lua_pushliteral(L, WA_VERSION);
+	lua_setfield(L, -2, "_VERSION");
+#ifdef LUA_JITLIBNAME
+	lua_pushliteral(L, "luajit");
+#else
+	lua_pushliteral(L, LUA_VERSION);
+#endif
+	lua_setfield(L, -2, "_LUA");
+	return 1;
+}

@@ -1,0 +1,336 @@
+/*
+ * json.c - fill a wa_tape from yajl's SAX callbacks, and turn tape subtrees
+ * into Lua values.
+ *
+ * The callbacks never call into Lua (yajl is C code we must not longjmp
+ * through); on an allocation failure or excessive depth they set a flag and
+ * return 0, which makes yajl stop with "client cancelled", and we report our
+ * own reason instead.
+ */
+#include "json.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_parse.h>
+
+/* ---- building ------------------------------------------------------------ */
+
+static int wa_tape_grow_nodes(wa_tape *t)
+{
+	size_t cap = t->cap ? t->cap * 2 : 256;
+	wa_jnode *nn;
+	if (cap > UINT32_MAX)
+		return 0;
+	nn = (wa_jnode *)realloc(t->nodes, cap * sizeof *nn);
+	if (nn == NULL)
+		return 0;
+	t->nodes = nn;
+	t->cap = cap;
+	return 1;
+}
+
+/* Append a node; also counts it as a child of an enclosing array. */
+static wa_jnode *wa_tape_add(wa_tape *t, unsigned char type)
+{
+	wa_jnode *nd;
+	if (t->n == t->cap && !wa_tape_grow_nodes(t)) {
+		t->nomem = 1;
+		return NULL;
+	}
+	if (t->depth > 0) {
+		wa_jnode *parent = &t->nodes[t->stack[t->depth - 1]];
+		/* Object members are counted when their key arrives. */
+		if (parent->type == WA_J_ARR)
+			parent->len++;
+	}
+	nd = &t->nodes[t->n++];
+	nd->type = type;
+	nd->in_arena = 0;
+	nd->len = 0;
+	return nd;
+}
+
+/*
+ * Record text for a string/number node.  yajl passes pointers into our input
+ * for text without escapes: those are kept as they are.  Unescaped text lives
+ * in a yajl buffer that is reused, so it is copied into the arena.
+ */
+static int wa_tape_text(wa_tape *t, wa_jnode *nd, const char *s, size_t len)
+{
+	if (len > UINT32_MAX) {
+		t->nomem = 1;
+		return 0;
+	}
+	nd->len = (uint32_t)len;
+	if (s >= t->input && s + len <= t->input + t->input_len) {
+		nd->u.p = s;
+		return 1;
+	}
+	if (t->alen + len > t->acap) {
+		size_t cap = t->acap ? t->acap : 1024;
+		char *na;
+		while (cap < t->alen + len)
+			cap *= 2;
+		na = (char *)realloc(t->arena, cap);
+		if (na == NULL) {
+			t->nomem = 1;
+			return 0;
+		}
+		t->arena = na;
+		t->acap = cap;
+	}
+	memcpy(t->arena + t->alen, s, len);
+	nd->in_arena = 1;
+	nd->u.off = t->alen;
+	t->alen += len;
+	return 1;
+}
+
+static int wa_cb_null(void *ctx)
+{
+	return wa_tape_add((wa_tape *)ctx, WA_J_NULL) != NULL;
+}
+
+static int wa_cb_boolean(void *ctx, int b)
+{
+	return wa_tape_add((wa_tape *)ctx, b ? WA_J_TRUE : WA_J_FALSE) != NULL;
+}
+
+static int wa_cb_number(void *ctx, const char *s, size_t len)
+{
+	wa_tape *t = (wa_tape *)ctx;
+	wa_jnode *nd = wa_tape_add(t, WA_J_NUM);
+	return nd != NULL && wa_tape_text(t, nd, s, len);
+}
+
+static int wa_cb_string(void *ctx, const unsigned char *s, size_t len)
+{
+	wa_tape *t = (wa_tape *)ctx;
+	wa_jnode *nd = wa_tape_add(t, WA_J_STR);
+	return nd != NULL && wa_tape_text(t, nd, (const char *)s, len);
+}
+
+static int wa_cb_key(void *ctx, const unsigned char *s, size_t len)
+{
+	wa_tape *t = (wa_tape *)ctx;
+	wa_jnode *nd;
+	/* The enclosing object gains a member; keys are never array children. */
+	t->nodes[t->stack[t->depth - 1]].len++;
+	if (t->n == t->cap && !wa_tape_grow_nodes(t)) {
+		t->nomem = 1;
+		return 0;
+	}
+	nd = &t->nodes[t->n++];
+	nd->type = WA_J_STR;
+	nd->in_arena = 0;
+	return wa_tape_text(t, nd, (const char *)s, len);
+}
+
+static int wa_cb_open(wa_tape *t, unsigned char type)
+{
+	wa_jnode *nd;
+	size_t consumed;
+	if (t->depth >= WA_JSON_MAX_DEPTH) {
+		t->too_deep = 1;
+		return 0;
+	}
+	nd = wa_tape_add(t, type);
+	if (nd == NULL)
+		return 0;
+	/* yajl has just consumed the opening bracket. */
+	consumed = yajl_get_bytes_consumed((yajl_handle)t->handle);
+	nd->u.c.start = (uint32_t)(consumed - 1);
+	nd->u.c.next = 0;
+	nd->u.c.end = 0;
+	t->stack[t->depth++] = (uint32_t)(t->n - 1);
+	return 1;
+}
+
+static int wa_cb_close(wa_tape *t)
+{
+	wa_jnode *nd = &t->nodes[t->stack[--t->depth]];
+	nd->u.c.next = (uint32_t)t->n;
+	nd->u.c.end = (uint32_t)yajl_get_bytes_consumed((yajl_handle)t->handle);
+	return 1;
+}
+
+static int wa_cb_start_map(void *ctx)
+{
+	return wa_cb_open((wa_tape *)ctx, WA_J_OBJ);
+}
+
+static int wa_cb_start_array(void *ctx)
+{
+	return wa_cb_open((wa_tape *)ctx, WA_J_ARR);
+}
+
+static int wa_cb_end(void *ctx)
+{
+	return wa_cb_close((wa_tape *)ctx);
+}
+
+static const yajl_callbacks wa_callbacks = {
+	wa_cb_null, wa_cb_boolean, NULL, NULL, wa_cb_number, wa_cb_string,
+	wa_cb_start_map, wa_cb_key, wa_cb_end, wa_cb_start_array, wa_cb_end};
+
+void wa_tape_free(wa_tape *t)
+{
+	free(t->nodes);
+	free(t->arena);
+	t->nodes = NULL;
+	t->arena = NULL;
+	t->n = t->cap = t->alen = t->acap = 0;
+}
+
+int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t errlen)
+{
+	yajl_handle h;
+	yajl_status st;
+	size_t i;
+
+	if (len >= UINT32_MAX) {
+		snprintf(err, errlen, "body too large to parse");
+		return 0;
+	}
+	t->n = 0;
+	t->alen = 0;
+	t->depth = 0;
+	t->too_deep = 0;
+	t->nomem = 0;
+	t->input = text;
+	t->input_len = len;
+	h = yajl_alloc(&wa_callbacks, NULL, t);
+	if (h == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return 0;
+	}
+	t->handle = h;
+	/* Strict JSON: no comments, one value, nothing after it; UTF-8 validated. */
+	st = yajl_parse(h, (const unsigned char *)text, len);
+	if (st == yajl_status_ok)
+		st = yajl_complete_parse(h);
+	if (st != yajl_status_ok) {
+		if (t->too_deep)
+			snprintf(err, errlen, "JSON nested deeper than %d levels", WA_JSON_MAX_DEPTH);
+		else if (t->nomem)
+			snprintf(err, errlen, "out of memory while parsing JSON");
+		else {
+			unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
+			size_t at = yajl_get_bytes_consumed(h);
+			const char *m = msg ? (const char *)msg : "invalid JSON";
+			/* yajl's messages end in ".\n"; keep them to one line. */
+			size_t ml = strcspn(m, "\n");
+			while (ml > 0 && (m[ml - 1] == '.' || m[ml - 1] == ' '))
+				ml--;
+			snprintf(err, errlen, "invalid JSON at byte %lu: %.*s", (unsigned long)at, (int)ml, m);
+			if (msg)
+				yajl_free_error(h, msg);
+		}
+		yajl_free(h);
+		t->handle = NULL;
+		return 0;
+	}
+	yajl_free(h);
+	t->handle = NULL;
+	if (t->n == 0) {
+		snprintf(err, errlen, "empty JSON document");
+		return 0;
+	}
+	/* The arena no longer moves: turn offsets into pointers. */
+	for (i = 0; i < t->n; i++) {
+		wa_jnode *nd = &t->nodes[i];
+		if (nd->in_arena) {
+			nd->u.p = t->arena + nd->u.off;
+			nd->in_arena = 0;
+		}
+	}
+	return 1;
+}
+
+/* ---- to Lua -------------------------------------------------------------- */
+
+void wa_push_jnumber(lua_State *L, const char *p, size_t len)
+{
+	char small[64];
+	char *buf = small, *end = NULL;
+	int integral = 1;
+	size_t i;
+	for (i = 0; i < len; i++) {
+		if (p[i] == '.' || p[i] == 'e' || p[i] == 'E') {
+			integral = 0;
+			break;
+		}
+	}
+	if (len >= sizeof small) {
+		/* Hostile input can send a number of any length: box it in Lua memory. */
+		buf = (char *)lua_newuserdata(L, len + 1);
+	}
+	memcpy(buf, p, len);
+	buf[len] = '\0';
+	if (integral) {
+		long long v;
+		errno = 0;
+		v = strtoll(buf, &end, 10);
+		if (errno == 0 && end == buf + len) {
+			if (buf != small)
+				lua_pop(L, 1);
+#if LUA_VERSION_NUM >= 503
+			lua_pushinteger(L, (lua_Integer)v);
+#else
+			lua_pushnumber(L, (lua_Number)v);
+#endif
+			return;
+		}
+	}
+	{
+		double d = strtod(buf, NULL);
+		if (buf != small)
+			lua_pop(L, 1);
+		lua_pushnumber(L, (lua_Number)d);
+	}
+}
+
+void wa_tape_push(lua_State *L, const wa_tape *t, uint32_t i)
+{
+	const wa_jnode *nd = &t->nodes[i];
+	uint32_t k, j, end;
+	switch (nd->type) {
+	case WA_J_NULL:
+		lua_pushlightuserdata(L, NULL); /* the same value as cjson.null */
+		return;
+	case WA_J_FALSE:
+		lua_pushboolean(L, 0);
+		return;
+	case WA_J_TRUE:
+		lua_pushboolean(L, 1);
+		return;
+	case WA_J_NUM:
+		wa_push_jnumber(L, nd->u.p, nd->len);
+		return;
+	case WA_J_STR:
+		lua_pushlstring(L, nd->u.p, nd->len);
+		return;
+	case WA_J_ARR:
+		/* Depth is bounded by WA_JSON_MAX_DEPTH, so the C recursion is too. */
+		luaL_checkstack(L, 3, "JSON too deep");
+		lua_createtable(L, (int)nd->len, 0);
+		for (j = i + 1, k = 1; j < nd->u.c.next; j = wa_jskip(t, j), k++) {
+			wa_tape_push(L, t, j);
+			lua_rawseti(L, -2, (int)k);
+		}
+		return;
+	case WA_J_OBJ:
+		luaL_checkstack(L, 4, "JSON too deep");
+		lua_createtable(L, 0, (int)nd->len);
+		end = nd->u.c.next;
+		for (j = i + 1; j < end; j = wa_jskip(t, j + 1)) {
+			lua_pushlstring(L, t->nodes[j].u.p, t->nodes[j].len);
+			wa_tape_push(L, t, j + 1);
+			lua_rawset(L, -3); /* duplicate keys: the last one wins */
+		}
+		return;
+	default:
+		lua_pushnil(L);
+	}
+}
