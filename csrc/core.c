@@ -8,6 +8,8 @@
  */
 #include "wa.h"
 
+#include <lualib.h> /* LUA_JITLIBNAME tells LuaJIT apart */
+
 #if defined(__GNUC__)
 #define WA_EXPORT __attribute__((visibility("default")))
 #else

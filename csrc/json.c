@@ -52,6 +52,60 @@ static wa_jnode *wa_tape_add(wa_tape *t, unsigned char type)
 }
 
 /*
+ * yajl checks only the shape of UTF-8 sequences; this is the full RFC 3629
+ * well-formedness test (no overlong forms, no surrogates, nothing above
+ * U+10FFFF).  Called only for text that has a byte >= 0x80.
+ */
+static int wa_utf8_valid(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t n;
+		unsigned char lo = 0x80, hi = 0xBF;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			n = 1;
+		else if (c >= 0xE0 && c <= 0xEF) {
+			n = 2;
+			if (c == 0xE0)
+				lo = 0xA0; /* overlong */
+			else if (c == 0xED)
+				hi = 0x9F; /* surrogates */
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			n = 3;
+			if (c == 0xF0)
+				lo = 0x90; /* overlong */
+			else if (c == 0xF4)
+				hi = 0x8F; /* above U+10FFFF */
+		} else
+			return 0;
+		if (len - i <= n)
+			return 0;
+		if (s[i + 1] < lo || s[i + 1] > hi)
+			return 0;
+		for (size_t k = 2; k <= n; k++)
+			if (s[i + k] < 0x80 || s[i + k] > 0xBF)
+				return 0;
+		i += n + 1;
+	}
+	return 1;
+}
+
+/* 1 when every byte is ASCII (the common case for Meta's escaped payloads). */
+static int wa_ascii(const unsigned char *s, size_t len)
+{
+	unsigned char acc = 0;
+	size_t i;
+	for (i = 0; i < len; i++)
+		acc |= s[i];
+	return acc < 0x80;
+}
+
+/*
  * Record text for a string/number node.  yajl passes pointers into our input
  * for text without escapes: those are kept as they are.  Unescaped text lives
  * in a yajl buffer that is reused, so it is copied into the arena.
@@ -107,7 +161,12 @@ static int wa_cb_number(void *ctx, const char *s, size_t len)
 static int wa_cb_string(void *ctx, const unsigned char *s, size_t len)
 {
 	wa_tape *t = (wa_tape *)ctx;
-	wa_jnode *nd = wa_tape_add(t, WA_J_STR);
+	wa_jnode *nd;
+	if (!wa_ascii(s, len) && !wa_utf8_valid(s, len)) {
+		t->bad_utf8 = 1;
+		return 0;
+	}
+	nd = wa_tape_add(t, WA_J_STR);
 	return nd != NULL && wa_tape_text(t, nd, (const char *)s, len);
 }
 
@@ -115,6 +174,10 @@ static int wa_cb_key(void *ctx, const unsigned char *s, size_t len)
 {
 	wa_tape *t = (wa_tape *)ctx;
 	wa_jnode *nd;
+	if (!wa_ascii(s, len) && !wa_utf8_valid(s, len)) {
+		t->bad_utf8 = 1;
+		return 0;
+	}
 	/* The enclosing object gains a member; keys are never array children. */
 	t->nodes[t->stack[t->depth - 1]].len++;
 	if (t->n == t->cap && !wa_tape_grow_nodes(t)) {
@@ -198,6 +261,7 @@ int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t er
 	t->depth = 0;
 	t->too_deep = 0;
 	t->nomem = 0;
+	t->bad_utf8 = 0;
 	t->input = text;
 	t->input_len = len;
 	h = yajl_alloc(&wa_callbacks, NULL, t);
@@ -213,6 +277,9 @@ int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t er
 	if (st != yajl_status_ok) {
 		if (t->too_deep)
 			snprintf(err, errlen, "JSON nested deeper than %d levels", WA_JSON_MAX_DEPTH);
+		else if (t->bad_utf8)
+			snprintf(err, errlen, "invalid JSON at byte %lu: ill-formed UTF-8 in a string",
+				 (unsigned long)yajl_get_bytes_consumed(h));
 		else if (t->nomem)
 			snprintf(err, errlen, "out of memory while parsing JSON");
 		else {

@@ -49,6 +49,7 @@ typedef struct {
 	int depth;
 	int too_deep;
 	int nomem;
+	int bad_utf8;
 	const char *input;
 	size_t input_len;
 	void *handle; /* the yajl handle, for byte offsets */

@@ -237,6 +237,9 @@ static void wa_push_error(wa_walk *w, uint32_t e)
 	wa_copystr(w, e, "title", WA_KEY("title"));
 	wa_copystr(w, e, "message", WA_KEY("message"));
 	wa_copystr(w, data, "details", WA_KEY("details"));
+	/* The legacy (On-Premises style) shape put details at the top. */
+	if (!wa_gets(w->t, data, WA_KEY("details")))
+		wa_copystr(w, e, "details", WA_KEY("details"));
 	wa_copystr(w, e, "href", WA_KEY("href"));
 	/* Meta's message repeats the title; keep one when only the title came. */
 	if (!wa_gets(w->t, e, WA_KEY("message")))
@@ -679,8 +682,9 @@ static int wa_messages_change(wa_walk *w, uint32_t value, uint32_t field)
 	uint32_t msgs, sts, errs, contacts, j;
 	size_t base = strlen(w->path);
 	if (wa_type(t, value) != WA_J_OBJ) {
-		snprintf(w->path + base, sizeof w->path - base, ".value");
-		return wa_fail(w, NULL, "expected an object");
+		/* Nothing to fan out, but nothing to drop either. */
+		wa_change_event(w, value, field);
+		return 1;
 	}
 	snprintf(w->path + base, sizeof w->path - base, ".value");
 	if (!wa_check_list(w, value, WA_KEY("messages"), &msgs) ||

@@ -88,6 +88,9 @@ function webhook.new(opts)
   if type(max_body) ~= "number" or max_body < 0 or max_body ~= max_body or max_body % 1 ~= 0 then
     error("webhook.new: max_body must be a non-negative integer", 2)
   end
+  if opts.skip_signature ~= nil and type(opts.skip_signature) ~= "boolean" then
+    error("webhook.new: skip_signature must be a boolean", 2)
+  end
   if opts.skip_signature and secrets then
     error("webhook.new: skip_signature cannot be combined with app_secret", 2)
   end
@@ -115,6 +118,7 @@ function Hook:verify(query)
     return 403, "verify token does not match"
   end
   local challenge = query["hub.challenge"]
+  if type(challenge) == "table" then return 403, "hub.challenge given more than once" end
   if type(challenge) ~= "string" or challenge == "" then return 400, "hub.challenge is missing" end
   return 200, challenge
 end
@@ -122,16 +126,17 @@ end
 -- The X-Hub-Signature-256 value from a header table, matched without regard to
 -- case. Returns the value, or nil and a reason.
 local SIG = "x-hub-signature-256"
+local SIGLEN = #SIG
 local function signature_header(headers)
   if headers == nil then return nil, "missing X-Hub-Signature-256 header" end
   if type(headers) ~= "table" then error("hook:parse: headers must be a table", 3) end
-  local v = headers["X-Hub-Signature-256"] or headers[SIG]
-  if v == nil then
-    for k, hv in pairs(headers) do
-      if type(k) == "string" and #k == #SIG and lower(k) == SIG then
-        if v ~= nil then return nil, "X-Hub-Signature-256 header given twice" end
-        v = hv
-      end
+  -- Scan every name (a length test first keeps this cheap): the same header
+  -- under two spellings is as ambiguous as a repeated one.
+  local v
+  for k, hv in pairs(headers) do
+    if type(k) == "string" and #k == SIGLEN and lower(k) == SIG then
+      if v ~= nil then return nil, "X-Hub-Signature-256 header given twice" end
+      v = hv
     end
   end
   if v == nil then return nil, "missing X-Hub-Signature-256 header" end
