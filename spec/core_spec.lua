@@ -1,0 +1,228 @@
+-- The C boundary: userdata lifetimes, closed objects, lazy raw, the error object.
+local core = require "whatsapp.core"
+local webhook = require "whatsapp.webhook"
+local errors = require "whatsapp.errors"
+local helpers = require "helpers"
+local cjson = require "cjson"
+
+local function collectable(make)
+  local weak = setmetatable({}, { __mode = "v" })
+  for i = 1, 50 do weak[i] = make() end
+  collectgarbage(); collectgarbage()
+  return next(weak) == nil
+end
+
+describe("whatsapp.core", function()
+  it("reports its version and the Lua it was built for", function()
+    assert.equal("0.1.0", core._VERSION)
+    assert.equal(rawget(_G, "jit") and "luajit" or _VERSION, core._LUA)
+    assert.equal(require("whatsapp")._VERSION, core._VERSION)
+  end)
+
+  it("null is the same value as cjson.null", function()
+    assert.equal(cjson.null, core.null)
+    assert.equal(cjson.null, webhook.null)
+  end)
+
+  describe("Verifier", function()
+    it("is collectable", function()
+      assert.is_true(collectable(function() return core.verifier{ "a", "b" } end))
+    end)
+
+    it("close is idempotent and a closed verifier refuses use", function()
+      local v = core.verifier{ "k" }
+      v:close(); v:close()
+      assert.has_error(function() v:check("x", "sha256=" .. ("0"):rep(64)) end)
+      assert.matches("closed", tostring(v))
+    end)
+
+    it("never prints key material", function()
+      local v = core.verifier{ "super-secret-key" }
+      assert.not_matches("super%-secret", tostring(v))
+      assert.matches("1 secret", tostring(v))
+    end)
+
+    it("refuses bad secret lists", function()
+      assert.has_error(function() core.verifier{} end)
+      assert.has_error(function() core.verifier{ 1 } end)
+      assert.has_error(function() core.verifier("k") end)
+      local many = {}
+      for i = 1, 17 do many[i] = "k" .. i end
+      assert.has_error(function() core.verifier(many) end)
+    end)
+
+    it("gives the same answer as the one-shot check", function()
+      local v = core.verifier{ "k1", "k2" }
+      local body = helpers.fixture_raw("webhooks/messages_text_basic.json")
+      for _, key in ipairs{ "k1", "k2", "k3" } do
+        local sig = webhook.sign(body, key)
+        assert.equal(core.check_signature(body, sig, "k1", "k2"), v:check(body, sig))
+      end
+      assert.is_false(v:check(body, nil))
+      assert.is_false(v:check(body, 42))
+    end)
+
+    if _VERSION == "Lua 5.4" and not rawget(_G, "jit") then
+      it("is released by a to-be-closed variable", function()
+        local chunk = assert(load([[
+          local core = ...
+          local v <close> = core.verifier{ "k" }
+          return v
+        ]]))
+        local v = chunk(core)
+        assert.has_error(function() v:check("x", "y") end)
+      end)
+    end
+  end)
+
+  describe("Parser", function()
+    it("is collectable and closes twice", function()
+      assert.is_true(collectable(function() return core.parser() end))
+      local p = core.parser()
+      p:close(); p:close()
+      assert.has_error(function() p:parse("{}") end)
+    end)
+
+    it("raises on argument errors, returns nil + message for bad JSON", function()
+      local p = core.parser()
+      assert.has_error(function() p:parse({}) end)
+      assert.has_error(function() p:parse("{}", 42) end)
+      local ok, msg, path = p:parse("{")
+      assert.is_nil(ok)
+      assert.matches("invalid JSON", msg)
+      assert.equal("", path)
+    end)
+
+    it("keeps working across many parses of different sizes", function()
+      local p = core.parser()
+      local small = helpers.fixture_raw("webhooks/messages_text_basic.json")
+      local parts = {}
+      for i = 1, 3000 do parts[i] = ('{"id":"w%d","from":"1","type":"text","text":{"body":"x"}}'):format(i) end
+      local big = '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages",'
+        .. '"value":{"messages":[' .. table.concat(parts, ",") .. ']}}]}]}'
+      for _ = 1, 3 do
+        assert.equal(1, #assert(p:parse(small)))
+        assert.equal(3000, #assert(p:parse(big)))
+      end
+      local evs = assert(p:parse(big))
+      assert.equal("w3000", evs[3000].id)
+    end)
+  end)
+
+  describe("raw", function()
+    local hook = webhook.new{ app_secret = helpers.SECRET }
+    local body = helpers.fixture_raw("webhooks/messages_batch_two_messages.json")
+
+    it("is decoded on first access and then cached in the event", function()
+      local ev = assert(hook:parse(body, helpers.signed(body)))[2]
+      assert.is_nil(rawget(ev, "raw"))
+      local r = ev.raw
+      assert.equal("table", type(r))
+      assert.equal(r, rawget(ev, "raw"))
+      assert.equal(r, ev.raw)
+      assert.same(cjson.decode(body).entry[1].changes[1].value.messages[2], r)
+    end)
+
+    it("does not answer for other missing keys", function()
+      local ev = assert(hook:parse(body, helpers.signed(body)))[1]
+      assert.is_nil(ev.no_such_field)
+      assert.is_nil(ev[1])
+    end)
+
+    it("outlives the body string and the hook", function()
+      local evs = assert(webhook.new{ app_secret = "k" }:parse(body, helpers.signed(body, "k")))
+      collectgarbage(); collectgarbage()
+      assert.equal("table", type(evs[1].raw))
+    end)
+  end)
+
+  describe("json_decode", function()
+    it("decodes strictly", function()
+      assert.same({ a = { 1, 2.5, "x", true } }, core.json_decode('{"a":[1,2.5,"x",true]}'))
+      assert.equal(core.null, core.json_decode("null"))
+      local v, err = core.json_decode("[1,]")
+      assert.is_nil(v)
+      assert.matches("invalid JSON", err)
+      assert.is_nil((core.json_decode('"\192\175"')))
+    end)
+
+    it("keeps large integers exact on Lua 5.4", function()
+      local v = core.json_decode("[1689556908129801, -42]")
+      if math.type then
+        assert.equal("integer", math.type(v[1]))
+        assert.equal(1689556908129801, v[1])
+      else
+        assert.equal(1689556908129801, v[1])
+      end
+      assert.equal(-42, v[2])
+    end)
+  end)
+end)
+
+describe("whatsapp.errors", function()
+  it("renders one readable line and knows categories", function()
+    local e = errors.new{ code = 131047, status = 400, message = "Re-engagement message",
+      details = "more than 24 hours" }
+    assert.equal("[400] 131047 Re-engagement message (more than 24 hours)", tostring(e))
+    assert.equal("window", e.category)
+    assert.is_true(errors.is(e))
+    assert.is_false(errors.is({}))
+    assert.has_error(function() errors.new{} end)
+  end)
+
+  it("classifies the codes the retry policy will need", function()
+    local cases = { [190] = "auth", [130429] = "throttling", [131056] = "throttling",
+      [131000] = "server", [132001] = "template", [100] = "param", [131053] = "media",
+      [131026] = "recipient", [368] = "integrity" }
+    for code, cat in pairs(cases) do assert.equal(cat, errors.category(code), code) end
+    assert.is_nil(errors.category("timeout"))
+  end)
+
+  it("webhook error tables are error objects with a lazy category", function()
+    local body = helpers.fixture_raw("webhooks/statuses_failed_131049_ecosystem.json")
+    local ev = assert(webhook.new{ app_secret = helpers.SECRET }:parse(body, helpers.signed(body)))[1]
+    local e = ev.errors[1]
+    assert.is_true(errors.is(e))
+    assert.equal(131049, e.code)
+    assert.equal("recipient", e.category)
+    assert.matches("^131049 ", tostring(e))
+  end)
+end)
+
+describe("the whatsapp module", function()
+  it("loads submodules on first use", function()
+    local whatsapp = require "whatsapp"
+    assert.equal(require "whatsapp.webhook", whatsapp.webhook)
+    assert.equal(require "whatsapp.crypto", whatsapp.crypto)
+    assert.is_nil(whatsapp.nonexistent)
+  end)
+end)
+
+describe("examples/webhook_cat.lua #cli", function()
+  local lua = rawget(_G, "jit") and "luajit" or "lua5.4"
+  local function run(cmd)
+    local p = io.popen(cmd .. " 2>&1; echo \"exit=$?\"")
+    local out = p:read("*a")
+    p:close()
+    return out
+  end
+
+  it("verifies, parses and prints events as JSON lines", function()
+    if lua ~= "lua5.4" then return end -- the script runs on the Lua 5.4 build
+    local f = "spec/fixtures/webhooks/messages_batch_two_messages.json"
+    local sig = webhook.sign(helpers.read(f), "cli-secret")
+    local out = run(("lua5.4 examples/webhook_cat.lua --secret cli-secret --signature %s %s"):format(sig, f))
+    assert.matches("exit=0", out)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do
+      if line:sub(1, 1) == "{" then lines[#lines + 1] = cjson.decode(line) end
+    end
+    assert.equal(2, #lines)
+    assert.equal("message", lines[1].kind)
+    assert.equal("table", type(lines[2].raw))
+    out = run(("lua5.4 examples/webhook_cat.lua --secret wrong --signature %s < %s"):format(sig, f))
+    assert.matches("exit=1", out)
+    assert.matches("invalid_signature", out)
+    assert.not_matches("cli%-secret", out)
+  end)
+end)
