@@ -237,6 +237,58 @@ static const yajl_callbacks wa_callbacks = {
 	wa_cb_null, wa_cb_boolean, NULL, NULL, wa_cb_number, wa_cb_string,
 	wa_cb_start_map, wa_cb_key, wa_cb_end, wa_cb_start_array, wa_cb_end};
 
+static int wa_hex4(const char *p, unsigned *out)
+{
+	unsigned v = 0;
+	int i;
+	for (i = 0; i < 4; i++) {
+		char c = p[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v |= (unsigned)(c - 'A' + 10);
+		else
+			return 0;
+	}
+	*out = v;
+	return 1;
+}
+
+/*
+ * yajl turns a lone \uD800 into '?' and pairs a high surrogate with whatever
+ * \u escape follows, silently changing the text.  Find the first unpaired
+ * surrogate escape; returns its byte offset, or (size_t)-1 when there is none.
+ * Backslashes only mean escapes inside strings, and anything else is a
+ * lexical error yajl reports, so a scan of the raw bytes is enough.
+ */
+static size_t wa_bad_surrogate(const char *text, size_t len)
+{
+	const char *p = text, *end = text + len;
+	while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+		unsigned u, lo;
+		if (end - p < 2)
+			break;
+		if (p[1] != 'u' || end - p < 6 || !wa_hex4(p + 2, &u)) {
+			p += 2; /* \" \\ \n ... (or malformed: yajl reports it) */
+			continue;
+		}
+		if (u >= 0xDC00 && u <= 0xDFFF)
+			return (size_t)(p - text);
+		if (u >= 0xD800 && u <= 0xDBFF) {
+			if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || !wa_hex4(p + 8, &lo) ||
+			    lo < 0xDC00 || lo > 0xDFFF)
+				return (size_t)(p - text);
+			p += 12;
+			continue;
+		}
+		p += 6;
+	}
+	return (size_t)-1;
+}
+
 void wa_tape_free(wa_tape *t)
 {
 	free(t->nodes);
@@ -254,6 +306,12 @@ int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t er
 
 	if (len >= UINT32_MAX) {
 		snprintf(err, errlen, "body too large to parse");
+		return 0;
+	}
+	i = wa_bad_surrogate(text, len);
+	if (i != (size_t)-1) {
+		snprintf(err, errlen, "invalid JSON at byte %lu: unpaired UTF-16 surrogate escape",
+			 (unsigned long)i);
 		return 0;
 	}
 	t->n = 0;

@@ -27,6 +27,8 @@
 #define WA_PARSER_MT "whatsapp.webhook.Parser"
 /* Above this, the buffers are released after a parse instead of kept. */
 #define WA_KEEP_BYTES (1u << 20)
+/* Spans are packed as start * WA_SPAN_LIMIT + end below this body size. */
+#define WA_SPAN_LIMIT 67108864.0
 
 typedef struct {
 	wa_tape tape;
@@ -39,7 +41,8 @@ typedef struct {
 	const wa_tape *t;
 	int events;  /* stack index of the result array */
 	int nevents; /* events stored so far */
-	int rawfn;   /* stack index of the __index closure for raw, or 0 */
+	int rawfn;   /* stack index of the shared metatable for raw, or 0 */
+	int spans;   /* stack index of the event -> span table */
 	int errmt;   /* stack index of the error objects' metatable, or 0 */
 	/* stack indexes of per-change strings, pushed once and reused (0 = none) */
 	int s_field, s_waba, s_pnid, s_dpn;
@@ -304,20 +307,28 @@ static void wa_begin_event(wa_walk *w, const char *kind, uint32_t src)
 		lua_setfield(L, -2, "display_phone_number");
 	}
 	/*
-	 * raw: a small metatable per event holding the source span; its shared
-	 * __index decodes those bytes on first access.  Sources that are not
-	 * containers (a change whose value is a string, say) get no span.
+	 * raw: every event of the batch shares one metatable whose __index
+	 * decodes the event's byte span on first access.  The spans live in one
+	 * table keyed by event (upvalue of __index), packed as start * 2^26 + end,
+	 * exact in a double for bodies under 64 MiB (longer ones use a pair).
+	 * Sources that are not containers get no span.
 	 */
 	if (w->rawfn && src) {
 		const wa_jnode *nd = &w->t->nodes[src];
 		if (nd->type == WA_J_OBJ || nd->type == WA_J_ARR) {
-			lua_createtable(L, 2, 1);
-			lua_pushnumber(L, (lua_Number)nd->u.c.start + 1);
-			lua_rawseti(L, -2, 1);
-			lua_pushnumber(L, (lua_Number)nd->u.c.end);
-			lua_rawseti(L, -2, 2);
+			lua_pushvalue(L, -1);
+			if (w->t->input_len < WA_SPAN_LIMIT) {
+				lua_pushnumber(L, (lua_Number)nd->u.c.start * WA_SPAN_LIMIT +
+							  (lua_Number)nd->u.c.end);
+			} else {
+				lua_createtable(L, 2, 0);
+				lua_pushnumber(L, (lua_Number)nd->u.c.start);
+				lua_rawseti(L, -2, 1);
+				lua_pushnumber(L, (lua_Number)nd->u.c.end);
+				lua_rawseti(L, -2, 2);
+			}
+			lua_rawset(L, w->spans);
 			lua_pushvalue(L, w->rawfn);
-			lua_setfield(L, -2, "__index");
 			lua_setmetatable(L, -2);
 		}
 	}
@@ -779,21 +790,35 @@ static int wa_walk_envelope(wa_walk *w)
 
 /*
  * __index of every event: decodes `raw` from the event's byte span with the
- * decoder given to parse (upvalue 1) over the body (upvalue 2), then caches it
- * in the event.  Any other missing key is nil.
+ * decoder given to parse (upvalue 1) over the body (upvalue 2), the span
+ * coming from the batch's span table (upvalue 3), then caches it in the
+ * event.  Any other missing key is nil.
  */
 static int wa_raw_index(lua_State *L)
 {
 	size_t klen;
 	const char *k = lua_tolstring(L, 2, &klen);
+	lua_Number first, last;
 	if (lua_type(L, 2) != LUA_TSTRING || klen != 3 || memcmp(k, "raw", 3) != 0)
 		return 0;
-	if (!lua_getmetatable(L, 1))
+	lua_pushvalue(L, 1);
+	lua_rawget(L, lua_upvalueindex(3));
+	if (lua_type(L, -1) == LUA_TNUMBER) {
+		lua_Number v = lua_tonumber(L, -1);
+		first = (lua_Number)(long long)(v / WA_SPAN_LIMIT);
+		last = v - first * WA_SPAN_LIMIT;
+	} else if (lua_type(L, -1) == LUA_TTABLE) {
+		lua_rawgeti(L, -1, 1);
+		lua_rawgeti(L, -2, 2);
+		first = lua_tonumber(L, -2);
+		last = lua_tonumber(L, -1);
+	} else {
 		return 0;
+	}
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_pushvalue(L, lua_upvalueindex(2));
-	lua_rawgeti(L, -3, 1);
-	lua_rawgeti(L, -4, 2);
+	lua_pushnumber(L, first + 1);
+	lua_pushnumber(L, last);
 	lua_call(L, 3, 1);
 	lua_pushliteral(L, "raw");
 	lua_pushvalue(L, -2);
@@ -853,9 +878,14 @@ static int wa_parser_parse(lua_State *L)
 	w.L = L;
 	w.t = &p->tape;
 	if (!lua_isnil(L, 3)) {
+		lua_newtable(L);
+		w.spans = lua_gettop(L);
+		lua_createtable(L, 0, 1); /* the batch's shared metatable */
 		lua_pushvalue(L, 3);
 		lua_pushvalue(L, 2);
-		lua_pushcclosure(L, wa_raw_index, 2);
+		lua_pushvalue(L, w.spans);
+		lua_pushcclosure(L, wa_raw_index, 3);
+		lua_setfield(L, -2, "__index");
 		w.rawfn = lua_gettop(L);
 	}
 	lua_newtable(L);
