@@ -70,6 +70,8 @@ test: deps
 test-quick: lint
 	$(MAKE) build
 	$(MAKE) build LUA=luajit
+	$(MAKE) build CC=clang BUILD=build/clang          # warning-free under clang too
+	$(MAKE) build CC=clang LUA=luajit BUILD=build/clang-luajit
 	$(MAKE) spec
 	$(MAKE) spec-luajit
 
