@@ -32,66 +32,13 @@ local PARENT = "US.ENT.1000000000000001"
 --   other        assert.equal; the event's own `timestamp` and `entry_time` must also be
 --                integers (numbers inside generic copies are only compared by value)
 ---------------------------------------------------------------------------------------------
-local NIL = setmetatable({}, { __tostring = function() return "NIL" end })
-local FALSY = setmetatable({}, { __tostring = function() return "FALSY" end })
-local SAME_MT, SRC_MT, ALL_MT = {}, {}, {}
-
-local function SAME(v) return setmetatable({ v }, SAME_MT) end
-local function SRC(path) return setmetatable({ path }, SRC_MT) end
-local function ALL(list) return setmetatable(list, ALL_MT) end
-
-local INTEGER_KEYS = { timestamp = true, entry_time = true }
-
-local function is_integer(v)
-  if type(v) ~= "number" then return false end
-  if math.type then return math.type(v) == "integer" end
-  return v == math.floor(v)
-end
-
-local function resolve(obj, path)
-  for part in path:gmatch("[^.]+") do
-    if type(obj) ~= "table" then return nil end
-    obj = obj[tonumber(part) or part]
-  end
-  return obj
-end
-
-local function match(exp, act, path, src, key, top)
-  if exp == NIL then
-    assert.is_nil(act, path .. " should be absent")
-  elseif exp == FALSY then
-    assert.is_falsy(act, path .. " should be nil or false")
-  elseif getmetatable(exp) == SAME_MT then
-    assert.same(exp[1], act, path)
-  elseif getmetatable(exp) == SRC_MT then
-    local want = exp[1] == "" and src or resolve(src, exp[1])
-    assert.is_not_nil(want, path .. ": source path " .. exp[1] .. " missing in the fixture")
-    assert.same(want, act, path .. " (vs source " .. exp[1] .. ")")
-  elseif getmetatable(exp) == ALL_MT then
-    for _, e in ipairs(exp) do match(e, act, path, src, key, top) end
-  elseif type(exp) == "table" then
-    assert.equal("table", type(act), path .. " should be a table")
-    if #exp > 0 then assert.equal(#exp, #act, path .. " length") end
-    for k, v in pairs(exp) do
-      match(v, act[k], path .. "." .. tostring(k), src, k, top == nil)
-    end
-  else
-    assert.equal(exp, act, path)
-    if top and INTEGER_KEYS[key] then
-      assert.is_true(is_integer(act), path .. " should be an integer")
-    end
-  end
-end
+local expect = require "expect"
+local NIL, FALSY, SAME, SRC, ALL = expect.NIL, expect.FALSY, expect.SAME, expect.SRC, expect.ALL
+local is_integer, match, with = expect.is_integer, expect.match, expect.with
 
 ---------------------------------------------------------------------------------------------
 -- Event constructors with the fixtures' common envelope values
 ---------------------------------------------------------------------------------------------
-local function with(defaults, t)
-  local out = {}
-  for k, v in pairs(defaults) do out[k] = v end
-  for k, v in pairs(t) do out[k] = v end
-  return out
-end
 
 -- messages / statuses / value errors of a `messages` change (metadata present, no entry time)
 local function messages_envelope()
