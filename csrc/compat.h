@@ -33,22 +33,6 @@ static inline void wa_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 }
 #endif
 
-/*
- * Test userdata type without raising (luaL_testudata exists only from 5.2).
- * Returns the block or NULL.
- */
-static inline void *wa_testudata(lua_State *L, int idx, const char *tname)
-{
-	void *p = lua_touserdata(L, idx);
-	if (p == NULL || !lua_getmetatable(L, idx))
-		return NULL;
-	luaL_getmetatable(L, tname);
-	if (!lua_rawequal(L, -1, -2))
-		p = NULL;
-	lua_pop(L, 2);
-	return p;
-}
-
 /* Hide everything but luaopen_* from the shared object. */
 #if defined(__GNUC__)
 #define WA_HIDDEN __attribute__((visibility("hidden")))

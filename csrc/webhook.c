@@ -68,8 +68,6 @@ static int wa_is(const wa_tape *t, uint32_t i, const char *s, size_t n)
 static uint32_t wa_get(const wa_tape *t, uint32_t obj, const char *key, size_t klen)
 {
 	uint32_t j, found = 0, end;
-	if (obj == 0 && t->nodes[0].type != WA_J_OBJ)
-		return 0;
 	if (t->nodes[obj].type != WA_J_OBJ)
 		return 0;
 	end = t->nodes[obj].u.c.next;

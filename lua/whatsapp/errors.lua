@@ -16,8 +16,8 @@ local concat = table.concat
 
 local Error = {}
 Error.__name = "whatsapp.Error"
--- Error objects made in C (webhook errors) carry no category field: work it
--- out from the code on first use.
+-- The category is derived from the code when asked for (an explicit
+-- `category` field set by the maker wins).
 Error.__index = function(e, k)
   if k == "category" then return errors.category(rawget(e, "code")) end
   return nil
@@ -72,7 +72,6 @@ function errors.new(fields)
   if type(fields) ~= "table" or fields.code == nil then
     error("errors.new needs a table with a code", 2)
   end
-  if fields.category == nil then fields.category = errors.category(fields.code) end
   return setmetatable(fields, Error)
 end
 

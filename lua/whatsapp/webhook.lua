@@ -29,19 +29,11 @@ webhook.null = core.null
 -- a private lua-cjson instance (so the application's cjson settings stay its own).
 local raw_decode
 do
+  -- Without lua-cjson, fall back to the core's own strict decoder.
   local ok, cjson = pcall(require, "cjson.safe")
-  if ok then
-    local inst = cjson.new()
-    local decode = inst.decode
-    raw_decode = function(body, first, last)
-      return (decode(sub(body, first, last)))
-    end
-  else
-    -- Without lua-cjson, fall back to the core's own strict decoder.
-    local decode = core.json_decode
-    raw_decode = function(body, first, last)
-      return (decode(sub(body, first, last)))
-    end
+  local decode = ok and cjson.new().decode or core.json_decode
+  raw_decode = function(body, first, last)
+    return (decode(sub(body, first, last)))
   end
 end
 
