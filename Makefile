@@ -22,6 +22,9 @@ PKG_CONFIG ?= pkg-config
 SSL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcrypto 2>/dev/null)
 SSL_LIBS   := $(shell $(PKG_CONFIG) --libs libcrypto 2>/dev/null || echo -lcrypto)
 YAJL_LIBS  ?= -lyajl
+CURL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
+CURL_LIBS  := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
+EVENT_LIBS := $(shell $(PKG_CONFIG) --libs libevent 2>/dev/null || echo -levent)
 BUILD      ?= build/$(LUA)
 SAN        ?=
 
@@ -31,12 +34,12 @@ LUAVER     ?= 5.4
 LUADIR     ?= $(PREFIX)/share/lua/$(LUAVER)
 LIBDIR     ?= $(PREFIX)/lib/lua/$(LUAVER)
 
-SRCS := csrc/core.c csrc/crypto.c csrc/json.c csrc/webhook.c
+SRCS := csrc/core.c csrc/crypto.c csrc/json.c csrc/webhook.c csrc/loop.c csrc/http.c csrc/server.c
 HDRS := csrc/compat.h csrc/wa.h csrc/json.h
 CORE := $(BUILD)/whatsapp/core.so
 
 ALL_CFLAGS = $(WARNFLAGS) $(CFLAGS) $(SAN) -fPIC -fvisibility=hidden \
-	-D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(SSL_CFLAGS)
+	-D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(SSL_CFLAGS) $(CURL_CFLAGS)
 
 .PHONY: all build deps test test-quick spec spec-luajit lint asan valgrind rock \
 	nginx-test bench fuzz run clean help
@@ -46,7 +49,7 @@ build: $(CORE)
 
 $(CORE): $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(YAJL_LIBS) $(SSL_LIBS)
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(YAJL_LIBS) $(CURL_LIBS) $(EVENT_LIBS) $(SSL_LIBS)
 
 help:
 	@echo "make run          verify and print the example signed webhooks as JSON lines"

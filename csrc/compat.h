@@ -13,6 +13,18 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#if LUA_VERSION_NUM >= 504
+/* The table a userdata keeps (its first user value / its environment). */
+#define wa_setuservalue(L, i) lua_setiuservalue((L), (i), 1)
+#define wa_getuservalue(L, i) ((void)lua_getiuservalue((L), (i), 1))
+#elif LUA_VERSION_NUM >= 502
+#define wa_setuservalue(L, i) lua_setuservalue((L), (i))
+#define wa_getuservalue(L, i) ((void)lua_getuservalue((L), (i)))
+#else
+#define wa_setuservalue(L, i) ((void)lua_setfenv((L), (i)))
+#define wa_getuservalue(L, i) lua_getfenv((L), (i))
+#endif
+
 #if LUA_VERSION_NUM >= 502
 #define wa_rawlen(L, i) lua_rawlen((L), (i))
 #define wa_setfuncs(L, l, nup) luaL_setfuncs((L), (l), (nup))

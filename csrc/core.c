@@ -3,8 +3,9 @@
  *
  * whatsapp.core is the private C half of the library (mechanism only); the
  * public API is the Lua modules in lua/whatsapp/.  Each area registers its
- * functions into one module table: crypto (HMAC, signature check) and webhook
- * (payload parser).
+ * functions into one module table: crypto (HMAC, signature check), webhook
+ * (payload parser), loop (libevent base, timers, signals), http (libcurl
+ * transport) and server (evhttp listener).
  */
 #include "wa.h"
 
@@ -24,6 +25,9 @@ int luaopen_whatsapp_core(lua_State *L)
 	lua_newtable(L);
 	wa_crypto_open(L);
 	wa_webhook_open(L);
+	wa_loop_open(L);
+	wa_http_open(L);   /* before server: it registers the headers metatable */
+	wa_server_open(L);
 	lua_pushliteral(L, WA_VERSION);
 	lua_setfield(L, -2, "_VERSION");
 #ifdef LUA_JITLIBNAME

@@ -12,6 +12,7 @@ local whatsapp = {
 
 local submodules = {
   webhook = true, crypto = true, errors = true, openresty = true,
+  loop = true, http = true, server = true,
 }
 
 return setmetatable(whatsapp, {
