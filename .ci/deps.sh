@@ -11,7 +11,7 @@ lua-cjson libyajl-dev libssl-dev
 libcurl4-openssl-dev libevent-dev
 luarocks lua-busted lua-check lua-yaml lua-luaossl
 nginx-light libnginx-mod-http-lua
-valgrind libclang-rt-14-dev curl time nodejs
+valgrind libclang-rt-14-dev curl time nodejs wrk openssl
 "
 
 missing=""

@@ -15,6 +15,8 @@ description = {
 Receives Meta's WhatsApp webhooks safely (constant-time X-Hub-Signature-256
 check over the raw body, every message/status/change of a batch as flat
 events) with the hot paths in C, for plain Lua 5.4 and OpenResty (LuaJIT).
+A libevent loop drives a libcurl transport and an embedded HTTP listener;
+code in loop tasks reads as straight-line Lua and waits without blocking.
 ]],
   license = "MIT",
   labels = { "whatsapp", "webhook", "openresty", "graph-api" },
@@ -26,21 +28,31 @@ dependencies = {
 external_dependencies = {
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
   YAJL = { header = "yajl/yajl_parse.h", library = "yajl" },
+  -- Debian keeps curl.h under the multiarch include dir, which the compiler
+  -- searches anyway: check only for the library.
+  CURL = { library = "curl" },
+  LIBEVENT = { header = "event2/http.h", library = "event" },
 }
 build = {
   type = "builtin",
   modules = {
     ["whatsapp.core"] = {
-      sources = { "csrc/core.c", "csrc/crypto.c", "csrc/json.c", "csrc/webhook.c" },
+      sources = {
+        "csrc/core.c", "csrc/crypto.c", "csrc/json.c", "csrc/webhook.c",
+        "csrc/loop.c", "csrc/http.c", "csrc/server.c",
+      },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "crypto", "yajl" },
-      incdirs = { "$(OPENSSL_INCDIR)", "$(YAJL_INCDIR)" },
-      libdirs = { "$(OPENSSL_LIBDIR)", "$(YAJL_LIBDIR)" },
+      libraries = { "crypto", "yajl", "curl", "event" },
+      incdirs = { "$(OPENSSL_INCDIR)", "$(YAJL_INCDIR)", "$(CURL_INCDIR)", "$(LIBEVENT_INCDIR)" },
+      libdirs = { "$(OPENSSL_LIBDIR)", "$(YAJL_LIBDIR)", "$(CURL_LIBDIR)", "$(LIBEVENT_LIBDIR)" },
     },
     ["whatsapp"] = "lua/whatsapp/init.lua",
     ["whatsapp.errors"] = "lua/whatsapp/errors.lua",
     ["whatsapp.crypto"] = "lua/whatsapp/crypto.lua",
     ["whatsapp.webhook"] = "lua/whatsapp/webhook.lua",
     ["whatsapp.openresty"] = "lua/whatsapp/openresty.lua",
+    ["whatsapp.loop"] = "lua/whatsapp/loop.lua",
+    ["whatsapp.http"] = "lua/whatsapp/http.lua",
+    ["whatsapp.server"] = "lua/whatsapp/server.lua",
   },
 }

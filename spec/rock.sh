@@ -18,6 +18,13 @@ local evs = assert(hook:parse(body, { ["X-Hub-Signature-256"] = webhook.sign(bod
 assert(#evs == 1 and evs[1].text == "Does it come in another color?", "unexpected events")
 local _, err = hook:parse(body, { ["X-Hub-Signature-256"] = webhook.sign(body, "t") })
 assert(err.status == 401)
+-- the runtime from the tree: own listener, own transport, one round trip
+local loop, http, server = require "whatsapp.loop", require "whatsapp.http", require "whatsapp.server"
+local srv = assert(server.listen{ port = 0, handler = function(req) return 200, nil, "pong " .. req.body end })
+local res = assert(http.request{ url = "http://127.0.0.1:" .. srv:port() .. "/", body = "ping" })
+assert(res.status == 200 and res.body == "pong ping", "runtime round trip failed")
+srv:close()
+assert(loop.run() == "done")
 print("rock ok: " .. core._LUA .. " " .. core._VERSION .. " from " .. TREE)
 '
 
