@@ -65,6 +65,9 @@ local wake -- forward
 local function finish(task, ok, ...)
   task.done = true
   live = live - 1
+  -- Drop the entry now: the value refers to its own key, which LuaJIT's weak
+  -- tables (no ephemerons) would otherwise keep forever.
+  task_of[task.co] = nil
   if ok then
     task.n = select("#", ...)
     task.results = { ... }
@@ -120,6 +123,8 @@ local function dispatch(token, ...)
   local task = task_of[token]
   if task then return resume(task, ...) end
   -- A coroutine that is not a task (made by the caller): resume it as is.
+  -- A late answer for one that has finished is dropped.
+  if co_status(token) == "dead" then return end
   local ok, err = co_resume(token, ...)
   if not ok then loop.report(traceback(token, tostring(err))) end
 end
