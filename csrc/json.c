@@ -34,19 +34,21 @@ static int wa_tape_grow_nodes(wa_tape *t)
 static wa_jnode *wa_tape_add(wa_tape *t, unsigned char type)
 {
 	wa_jnode *nd;
-	if (t->n == t->cap && !wa_tape_grow_nodes(t)) {
-		t->nomem = 1;
-		return NULL;
-	}
 	if (t->depth > 0) {
 		wa_jnode *parent = &t->nodes[t->stack[t->depth - 1]];
 		/* Object members are counted when their key arrives. */
 		if (parent->type == WA_J_ARR)
 			parent->len++;
+	} else if (t->values++ > 0) {
+		/* The handle allows several values (so it can be reused); we do not. */
+		return NULL;
+	}
+	if (t->n == t->cap && !wa_tape_grow_nodes(t)) {
+		t->nomem = 1;
+		return NULL;
 	}
 	nd = &t->nodes[t->n++];
 	nd->type = type;
-	nd->in_arena = 0;
 	nd->len = 0;
 	return nd;
 }
@@ -108,35 +110,23 @@ static int wa_ascii(const unsigned char *s, size_t len)
 /*
  * Record text for a string/number node.  yajl passes pointers into our input
  * for text without escapes: those are kept as they are.  Unescaped text lives
- * in a yajl buffer that is reused, so it is copied into the arena.
+ * in a yajl buffer that is reused, so it is copied into the arena, which was
+ * sized for the whole input before the parse (unescaping never lengthens
+ * text), so it never moves and pointers into it stay valid.
  */
 static int wa_tape_text(wa_tape *t, wa_jnode *nd, const char *s, size_t len)
 {
-	if (len > UINT32_MAX) {
-		t->nomem = 1;
-		return 0;
-	}
-	nd->len = (uint32_t)len;
+	nd->len = (uint32_t)len; /* len <= input_len < UINT32_MAX */
 	if (s >= t->input && s + len <= t->input + t->input_len) {
 		nd->u.p = s;
 		return 1;
 	}
-	if (t->alen + len > t->acap) {
-		size_t cap = t->acap ? t->acap : 1024;
-		char *na;
-		while (cap < t->alen + len)
-			cap *= 2;
-		na = (char *)realloc(t->arena, cap);
-		if (na == NULL) {
-			t->nomem = 1;
-			return 0;
-		}
-		t->arena = na;
-		t->acap = cap;
+	if (len > t->acap - t->alen) {
+		t->nomem = 1; /* cannot happen: see above */
+		return 0;
 	}
 	memcpy(t->arena + t->alen, s, len);
-	nd->in_arena = 1;
-	nd->u.off = t->alen;
+	nd->u.p = t->arena + t->alen;
 	t->alen += len;
 	return 1;
 }
@@ -186,7 +176,6 @@ static int wa_cb_key(void *ctx, const unsigned char *s, size_t len)
 	}
 	nd = &t->nodes[t->n++];
 	nd->type = WA_J_STR;
-	nd->in_arena = 0;
 	return wa_tape_text(t, nd, (const char *)s, len);
 }
 
@@ -291,6 +280,9 @@ static size_t wa_bad_surrogate(const char *text, size_t len)
 
 void wa_tape_free(wa_tape *t)
 {
+	if (t->handle != NULL)
+		yajl_free((yajl_handle)t->handle);
+	t->handle = NULL;
 	free(t->nodes);
 	free(t->arena);
 	t->nodes = NULL;
@@ -314,21 +306,42 @@ int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t er
 			 (unsigned long)i);
 		return 0;
 	}
+	/* Unescaped strings go to the arena; they never outgrow the input. */
+	if (t->acap < len || t->arena == NULL) {
+		size_t cap = len > 1024 ? len : 1024;
+		char *na = (char *)malloc(cap);
+		if (na == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return 0;
+		}
+		free(t->arena);
+		t->arena = na;
+		t->acap = cap;
+	}
 	t->n = 0;
 	t->alen = 0;
 	t->depth = 0;
 	t->too_deep = 0;
 	t->nomem = 0;
 	t->bad_utf8 = 0;
+	t->values = 0;
 	t->input = text;
 	t->input_len = len;
-	h = yajl_alloc(&wa_callbacks, NULL, t);
+	h = (yajl_handle)t->handle;
 	if (h == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return 0;
+		h = yajl_alloc(&wa_callbacks, NULL, t);
+		if (h == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return 0;
+		}
+		/*
+		 * Strict JSON: no comments, UTF-8 validated.  Several values are
+		 * allowed only so that the handle can parse the next body; a second
+		 * value is refused by wa_tape_add.
+		 */
+		yajl_config(h, yajl_allow_multiple_values, 1);
+		t->handle = h;
 	}
-	t->handle = h;
-	/* Strict JSON: no comments, one value, nothing after it; UTF-8 validated. */
 	st = yajl_parse(h, (const unsigned char *)text, len);
 	if (st == yajl_status_ok)
 		st = yajl_complete_parse(h);
@@ -340,6 +353,9 @@ int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t er
 				 (unsigned long)yajl_get_bytes_consumed(h));
 		else if (t->nomem)
 			snprintf(err, errlen, "out of memory while parsing JSON");
+		else if (t->values > 1)
+			snprintf(err, errlen, "invalid JSON at byte %lu: trailing garbage",
+				 (unsigned long)yajl_get_bytes_consumed(h));
 		else {
 			unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
 			size_t at = yajl_get_bytes_consumed(h);
@@ -352,23 +368,14 @@ int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t er
 			if (msg)
 				yajl_free_error(h, msg);
 		}
+		/* A handle that has failed stays failed: start afresh next time. */
 		yajl_free(h);
 		t->handle = NULL;
 		return 0;
 	}
-	yajl_free(h);
-	t->handle = NULL;
 	if (t->n == 0) {
 		snprintf(err, errlen, "empty JSON document");
 		return 0;
-	}
-	/* The arena no longer moves: turn offsets into pointers. */
-	for (i = 0; i < t->n; i++) {
-		wa_jnode *nd = &t->nodes[i];
-		if (nd->in_arena) {
-			nd->u.p = t->arena + nd->u.off;
-			nd->in_arena = 0;
-		}
 	}
 	return 1;
 }
