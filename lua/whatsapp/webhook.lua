@@ -25,6 +25,10 @@ webhook.MAX_BODY = 3 * 1024 * 1024
 --- What JSON `null` becomes inside the generic sub-tables of events (equal to `cjson.null`).
 webhook.null = core.null
 
+--- The event fields decoded on first access (doc/events.md, "Lazy fields"): reading one gives
+-- the same value an eager copy would, but `pairs` lists it only once it has been read.
+webhook.LAZY_FIELDS = { "raw", "referral", "identity", "conversation", "pricing", "value" }
+
 -- raw is decoded on first access, from the event's own bytes of the body, with
 -- a private lua-cjson instance (so the application's cjson settings stay its own).
 local raw_decode
