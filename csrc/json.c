@@ -54,17 +54,32 @@ static wa_jnode *wa_tape_add(wa_tape *t, unsigned char type)
 }
 
 /*
- * yajl checks only the shape of UTF-8 sequences; this is the full RFC 3629
- * well-formedness test (no overlong forms, no surrogates, nothing above
- * U+10FFFF).  Called only for text that has a byte >= 0x80.
+ * The offset of the first byte of text that is not well-formed UTF-8 (RFC
+ * 3629: no overlong forms, no surrogates, nothing above U+10FFFF), or
+ * (size_t)-1 when it all is.  yajl only checks the shape of sequences inside
+ * strings, so its check is off and this one pass over the whole input does
+ * the job: bytes >= 0x80 outside strings are lexical errors for yajl anyway,
+ * and a sequence cannot straddle a string's closing quote, so a well-formed
+ * input means well-formed strings.  ASCII is skipped 16 bytes at a time.
  */
-static int wa_utf8_valid(const unsigned char *s, size_t len)
+static size_t wa_bad_utf8(const unsigned char *s, size_t len)
 {
+	const uint64_t high = 0x8080808080808080u;
 	size_t i = 0;
 	while (i < len) {
-		unsigned char c = s[i];
+		unsigned char c;
 		size_t n;
 		unsigned char lo = 0x80, hi = 0xBF;
+		if (len - i >= 16) {
+			uint64_t a, b;
+			memcpy(&a, s + i, 8);
+			memcpy(&b, s + i + 8, 8);
+			if (((a | b) & high) == 0) {
+				i += 16;
+				continue;
+			}
+		}
+		c = s[i];
 		if (c < 0x80) {
 			i++;
 			continue;
@@ -84,27 +99,17 @@ static int wa_utf8_valid(const unsigned char *s, size_t len)
 			else if (c == 0xF4)
 				hi = 0x8F; /* above U+10FFFF */
 		} else
-			return 0;
+			return i;
 		if (len - i <= n)
-			return 0;
+			return i;
 		if (s[i + 1] < lo || s[i + 1] > hi)
-			return 0;
+			return i;
 		for (size_t k = 2; k <= n; k++)
 			if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-				return 0;
+				return i;
 		i += n + 1;
 	}
-	return 1;
-}
-
-/* 1 when every byte is ASCII (the common case for Meta's escaped payloads). */
-static int wa_ascii(const unsigned char *s, size_t len)
-{
-	unsigned char acc = 0;
-	size_t i;
-	for (i = 0; i < len; i++)
-		acc |= s[i];
-	return acc < 0x80;
+	return (size_t)-1;
 }
 
 /*
@@ -148,15 +153,11 @@ static int wa_cb_number(void *ctx, const char *s, size_t len)
 	return nd != NULL && wa_tape_text(t, nd, s, len);
 }
 
+/* Strings and keys: the input's UTF-8 was checked before the parse. */
 static int wa_cb_string(void *ctx, const unsigned char *s, size_t len)
 {
 	wa_tape *t = (wa_tape *)ctx;
-	wa_jnode *nd;
-	if (!wa_ascii(s, len) && !wa_utf8_valid(s, len)) {
-		t->bad_utf8 = 1;
-		return 0;
-	}
-	nd = wa_tape_add(t, WA_J_STR);
+	wa_jnode *nd = wa_tape_add(t, WA_J_STR);
 	return nd != NULL && wa_tape_text(t, nd, (const char *)s, len);
 }
 
@@ -164,10 +165,6 @@ static int wa_cb_key(void *ctx, const unsigned char *s, size_t len)
 {
 	wa_tape *t = (wa_tape *)ctx;
 	wa_jnode *nd;
-	if (!wa_ascii(s, len) && !wa_utf8_valid(s, len)) {
-		t->bad_utf8 = 1;
-		return 0;
-	}
 	/* The enclosing object gains a member; keys are never array children. */
 	t->nodes[t->stack[t->depth - 1]].len++;
 	if (t->n == t->cap && !wa_tape_grow_nodes(t)) {
@@ -306,6 +303,11 @@ int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t er
 			 (unsigned long)i);
 		return 0;
 	}
+	i = wa_bad_utf8((const unsigned char *)text, len);
+	if (i != (size_t)-1) {
+		snprintf(err, errlen, "invalid JSON at byte %lu: ill-formed UTF-8", (unsigned long)i);
+		return 0;
+	}
 	/* Unescaped strings go to the arena; they never outgrow the input. */
 	if (t->acap < len || t->arena == NULL) {
 		size_t cap = len > 1024 ? len : 1024;
@@ -323,7 +325,6 @@ int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t er
 	t->depth = 0;
 	t->too_deep = 0;
 	t->nomem = 0;
-	t->bad_utf8 = 0;
 	t->values = 0;
 	t->input = text;
 	t->input_len = len;
@@ -335,11 +336,12 @@ int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t er
 			return 0;
 		}
 		/*
-		 * Strict JSON: no comments, UTF-8 validated.  Several values are
-		 * allowed only so that the handle can parse the next body; a second
-		 * value is refused by wa_tape_add.
+		 * Strict JSON: no comments; UTF-8 is validated by wa_bad_utf8.
+		 * Several values are allowed only so that the handle can parse the
+		 * next body; a second value is refused by wa_tape_add.
 		 */
 		yajl_config(h, yajl_allow_multiple_values, 1);
+		yajl_config(h, yajl_dont_validate_strings, 1);
 		t->handle = h;
 	}
 	st = yajl_parse(h, (const unsigned char *)text, len);
@@ -348,9 +350,6 @@ int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t er
 	if (st != yajl_status_ok) {
 		if (t->too_deep)
 			snprintf(err, errlen, "JSON nested deeper than %d levels", WA_JSON_MAX_DEPTH);
-		else if (t->bad_utf8)
-			snprintf(err, errlen, "invalid JSON at byte %lu: ill-formed UTF-8 in a string",
-				 (unsigned long)yajl_get_bytes_consumed(h));
 		else if (t->nomem)
 			snprintf(err, errlen, "out of memory while parsing JSON");
 		else if (t->values > 1)

@@ -1,8 +1,9 @@
 /*
  * json.h - a flat "tape" of a JSON document, filled by yajl's SAX parser.
  *
- * yajl (Debian's libyajl) does the lexing, validation (grammar and UTF-8) and
- * string unescaping; we only record what it reports, in document order, so
+ * yajl (Debian's libyajl) does the lexing, validation of the grammar and
+ * string unescaping (the input's UTF-8 is checked in one pass before, by
+ * json.c, more strictly than yajl does); we record what it reports, in document order, so
  * that C code can walk the tree without building Lua tables for the parts it
  * does not need.  Strings that yajl hands us as pointers into the input are
  * not copied; unescaped ones are copied into an arena.
@@ -47,7 +48,6 @@ typedef struct {
 	int depth;
 	int too_deep;
 	int nomem;
-	int bad_utf8;
 	int values; /* top-level values seen (exactly one is allowed) */
 	const char *input;
 	size_t input_len;
