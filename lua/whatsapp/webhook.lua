@@ -122,15 +122,18 @@ end
 -- The X-Hub-Signature-256 value from a header table, matched without regard to
 -- case. Returns the value, or nil and a reason.
 local SIG = "x-hub-signature-256"
+local SIG_CANON = "X-Hub-Signature-256"
 local SIGLEN = #SIG
 local function signature_header(headers)
   if headers == nil then return nil, "missing X-Hub-Signature-256 header" end
   if type(headers) ~= "table" then error("hook:parse: headers must be a table", 3) end
-  -- Scan every name (a length test first keeps this cheap): the same header
-  -- under two spellings is as ambiguous as a repeated one.
+  -- Scan every name (the two usual spellings compare as they are, others get a
+  -- length test first): the same header under two spellings is as ambiguous as
+  -- a repeated one.
   local v
   for k, hv in pairs(headers) do
-    if type(k) == "string" and #k == SIGLEN and lower(k) == SIG then
+    if k == SIG or k == SIG_CANON
+      or (type(k) == "string" and #k == SIGLEN and lower(k) == SIG) then
       if v ~= nil then return nil, "X-Hub-Signature-256 header given twice" end
       v = hv
     end
