@@ -34,35 +34,52 @@ static int wa_tape_grow_nodes(wa_tape *t)
 static wa_jnode *wa_tape_add(wa_tape *t, unsigned char type)
 {
 	wa_jnode *nd;
-	if (t->n == t->cap && !wa_tape_grow_nodes(t)) {
-		t->nomem = 1;
-		return NULL;
-	}
 	if (t->depth > 0) {
 		wa_jnode *parent = &t->nodes[t->stack[t->depth - 1]];
 		/* Object members are counted when their key arrives. */
 		if (parent->type == WA_J_ARR)
 			parent->len++;
+	} else if (t->values++ > 0) {
+		/* The handle allows several values (so it can be reused); we do not. */
+		return NULL;
+	}
+	if (t->n == t->cap && !wa_tape_grow_nodes(t)) {
+		t->nomem = 1;
+		return NULL;
 	}
 	nd = &t->nodes[t->n++];
 	nd->type = type;
-	nd->in_arena = 0;
 	nd->len = 0;
 	return nd;
 }
 
 /*
- * yajl checks only the shape of UTF-8 sequences; this is the full RFC 3629
- * well-formedness test (no overlong forms, no surrogates, nothing above
- * U+10FFFF).  Called only for text that has a byte >= 0x80.
+ * The offset of the first byte of text that is not well-formed UTF-8 (RFC
+ * 3629: no overlong forms, no surrogates, nothing above U+10FFFF), or
+ * (size_t)-1 when it all is.  yajl only checks the shape of sequences inside
+ * strings, so its check is off and this one pass over the whole input does
+ * the job: bytes >= 0x80 outside strings are lexical errors for yajl anyway,
+ * and a sequence cannot straddle a string's closing quote, so a well-formed
+ * input means well-formed strings.  ASCII is skipped 16 bytes at a time.
  */
-static int wa_utf8_valid(const unsigned char *s, size_t len)
+static size_t wa_bad_utf8(const unsigned char *s, size_t len)
 {
+	const uint64_t high = 0x8080808080808080u;
 	size_t i = 0;
 	while (i < len) {
-		unsigned char c = s[i];
+		unsigned char c;
 		size_t n;
 		unsigned char lo = 0x80, hi = 0xBF;
+		if (len - i >= 16) {
+			uint64_t a, b;
+			memcpy(&a, s + i, 8);
+			memcpy(&b, s + i + 8, 8);
+			if (((a | b) & high) == 0) {
+				i += 16;
+				continue;
+			}
+		}
+		c = s[i];
 		if (c < 0x80) {
 			i++;
 			continue;
@@ -82,61 +99,39 @@ static int wa_utf8_valid(const unsigned char *s, size_t len)
 			else if (c == 0xF4)
 				hi = 0x8F; /* above U+10FFFF */
 		} else
-			return 0;
+			return i;
 		if (len - i <= n)
-			return 0;
+			return i;
 		if (s[i + 1] < lo || s[i + 1] > hi)
-			return 0;
+			return i;
 		for (size_t k = 2; k <= n; k++)
 			if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-				return 0;
+				return i;
 		i += n + 1;
 	}
-	return 1;
-}
-
-/* 1 when every byte is ASCII (the common case for Meta's escaped payloads). */
-static int wa_ascii(const unsigned char *s, size_t len)
-{
-	unsigned char acc = 0;
-	size_t i;
-	for (i = 0; i < len; i++)
-		acc |= s[i];
-	return acc < 0x80;
+	return (size_t)-1;
 }
 
 /*
  * Record text for a string/number node.  yajl passes pointers into our input
  * for text without escapes: those are kept as they are.  Unescaped text lives
- * in a yajl buffer that is reused, so it is copied into the arena.
+ * in a yajl buffer that is reused, so it is copied into the arena, which was
+ * sized for the whole input before the parse (unescaping never lengthens
+ * text), so it never moves and pointers into it stay valid.
  */
 static int wa_tape_text(wa_tape *t, wa_jnode *nd, const char *s, size_t len)
 {
-	if (len > UINT32_MAX) {
-		t->nomem = 1;
-		return 0;
-	}
-	nd->len = (uint32_t)len;
+	nd->len = (uint32_t)len; /* len <= input_len < UINT32_MAX */
 	if (s >= t->input && s + len <= t->input + t->input_len) {
 		nd->u.p = s;
 		return 1;
 	}
-	if (t->alen + len > t->acap) {
-		size_t cap = t->acap ? t->acap : 1024;
-		char *na;
-		while (cap < t->alen + len)
-			cap *= 2;
-		na = (char *)realloc(t->arena, cap);
-		if (na == NULL) {
-			t->nomem = 1;
-			return 0;
-		}
-		t->arena = na;
-		t->acap = cap;
+	if (len > t->acap - t->alen) {
+		t->nomem = 1; /* cannot happen: see above */
+		return 0;
 	}
 	memcpy(t->arena + t->alen, s, len);
-	nd->in_arena = 1;
-	nd->u.off = t->alen;
+	nd->u.p = t->arena + t->alen;
 	t->alen += len;
 	return 1;
 }
@@ -158,15 +153,11 @@ static int wa_cb_number(void *ctx, const char *s, size_t len)
 	return nd != NULL && wa_tape_text(t, nd, s, len);
 }
 
+/* Strings and keys: the input's UTF-8 was checked before the parse. */
 static int wa_cb_string(void *ctx, const unsigned char *s, size_t len)
 {
 	wa_tape *t = (wa_tape *)ctx;
-	wa_jnode *nd;
-	if (!wa_ascii(s, len) && !wa_utf8_valid(s, len)) {
-		t->bad_utf8 = 1;
-		return 0;
-	}
-	nd = wa_tape_add(t, WA_J_STR);
+	wa_jnode *nd = wa_tape_add(t, WA_J_STR);
 	return nd != NULL && wa_tape_text(t, nd, (const char *)s, len);
 }
 
@@ -174,10 +165,6 @@ static int wa_cb_key(void *ctx, const unsigned char *s, size_t len)
 {
 	wa_tape *t = (wa_tape *)ctx;
 	wa_jnode *nd;
-	if (!wa_ascii(s, len) && !wa_utf8_valid(s, len)) {
-		t->bad_utf8 = 1;
-		return 0;
-	}
 	/* The enclosing object gains a member; keys are never array children. */
 	t->nodes[t->stack[t->depth - 1]].len++;
 	if (t->n == t->cap && !wa_tape_grow_nodes(t)) {
@@ -186,7 +173,6 @@ static int wa_cb_key(void *ctx, const unsigned char *s, size_t len)
 	}
 	nd = &t->nodes[t->n++];
 	nd->type = WA_J_STR;
-	nd->in_arena = 0;
 	return wa_tape_text(t, nd, (const char *)s, len);
 }
 
@@ -291,6 +277,9 @@ static size_t wa_bad_surrogate(const char *text, size_t len)
 
 void wa_tape_free(wa_tape *t)
 {
+	if (t->handle != NULL)
+		yajl_free((yajl_handle)t->handle);
+	t->handle = NULL;
 	free(t->nodes);
 	free(t->arena);
 	t->nodes = NULL;
@@ -314,32 +303,58 @@ int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t er
 			 (unsigned long)i);
 		return 0;
 	}
+	i = wa_bad_utf8((const unsigned char *)text, len);
+	if (i != (size_t)-1) {
+		snprintf(err, errlen, "invalid JSON at byte %lu: ill-formed UTF-8", (unsigned long)i);
+		return 0;
+	}
+	/* Unescaped strings go to the arena; they never outgrow the input. */
+	if (t->acap < len || t->arena == NULL) {
+		size_t cap = len > 1024 ? len : 1024;
+		char *na = (char *)malloc(cap);
+		if (na == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return 0;
+		}
+		free(t->arena);
+		t->arena = na;
+		t->acap = cap;
+	}
 	t->n = 0;
 	t->alen = 0;
 	t->depth = 0;
 	t->too_deep = 0;
 	t->nomem = 0;
-	t->bad_utf8 = 0;
+	t->values = 0;
 	t->input = text;
 	t->input_len = len;
-	h = yajl_alloc(&wa_callbacks, NULL, t);
+	h = (yajl_handle)t->handle;
 	if (h == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return 0;
+		h = yajl_alloc(&wa_callbacks, NULL, t);
+		if (h == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return 0;
+		}
+		/*
+		 * Strict JSON: no comments; UTF-8 is validated by wa_bad_utf8.
+		 * Several values are allowed only so that the handle can parse the
+		 * next body; a second value is refused by wa_tape_add.
+		 */
+		yajl_config(h, yajl_allow_multiple_values, 1);
+		yajl_config(h, yajl_dont_validate_strings, 1);
+		t->handle = h;
 	}
-	t->handle = h;
-	/* Strict JSON: no comments, one value, nothing after it; UTF-8 validated. */
 	st = yajl_parse(h, (const unsigned char *)text, len);
 	if (st == yajl_status_ok)
 		st = yajl_complete_parse(h);
 	if (st != yajl_status_ok) {
 		if (t->too_deep)
 			snprintf(err, errlen, "JSON nested deeper than %d levels", WA_JSON_MAX_DEPTH);
-		else if (t->bad_utf8)
-			snprintf(err, errlen, "invalid JSON at byte %lu: ill-formed UTF-8 in a string",
-				 (unsigned long)yajl_get_bytes_consumed(h));
 		else if (t->nomem)
 			snprintf(err, errlen, "out of memory while parsing JSON");
+		else if (t->values > 1)
+			snprintf(err, errlen, "invalid JSON at byte %lu: trailing garbage",
+				 (unsigned long)yajl_get_bytes_consumed(h));
 		else {
 			unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
 			size_t at = yajl_get_bytes_consumed(h);
@@ -352,23 +367,14 @@ int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t er
 			if (msg)
 				yajl_free_error(h, msg);
 		}
+		/* A handle that has failed stays failed: start afresh next time. */
 		yajl_free(h);
 		t->handle = NULL;
 		return 0;
 	}
-	yajl_free(h);
-	t->handle = NULL;
 	if (t->n == 0) {
 		snprintf(err, errlen, "empty JSON document");
 		return 0;
-	}
-	/* The arena no longer moves: turn offsets into pointers. */
-	for (i = 0; i < t->n; i++) {
-		wa_jnode *nd = &t->nodes[i];
-		if (nd->in_arena) {
-			nd->u.p = t->arena + nd->u.off;
-			nd->in_arena = 0;
-		}
 	}
 	return 1;
 }

@@ -1,8 +1,9 @@
 /*
  * json.h - a flat "tape" of a JSON document, filled by yajl's SAX parser.
  *
- * yajl (Debian's libyajl) does the lexing, validation (grammar and UTF-8) and
- * string unescaping; we only record what it reports, in document order, so
+ * yajl (Debian's libyajl) does the lexing, validation of the grammar and
+ * string unescaping (the input's UTF-8 is checked in one pass before, by
+ * json.c, more strictly than yajl does); we record what it reports, in document order, so
  * that C code can walk the tree without building Lua tables for the parts it
  * does not need.  Strings that yajl hands us as pointers into the input are
  * not copied; unescaped ones are copied into an arena.
@@ -26,16 +27,14 @@ enum { WA_J_NULL, WA_J_FALSE, WA_J_TRUE, WA_J_NUM, WA_J_STR, WA_J_OBJ, WA_J_ARR 
 
 typedef struct {
 	unsigned char type;
-	unsigned char in_arena; /* string/number text lives in the arena until resolved */
-	uint32_t len;		/* bytes of a string/number; children of an array; members of an object */
+	uint32_t len; /* bytes of a string/number; children of an array; members of an object */
 	union {
 		struct {
 			uint32_t next;	/* containers: index past the subtree */
 			uint32_t start; /* containers: byte offset of '{' or '[' */
 			uint32_t end;	/* containers: byte offset past '}' or ']' */
 		} c;
-		const char *p; /* strings and numbers: the text (after resolution) */
-		size_t off;    /* strings and numbers while in_arena */
+		const char *p; /* strings and numbers: the text (input or arena) */
 	} u;
 } wa_jnode;
 
@@ -49,18 +48,20 @@ typedef struct {
 	int depth;
 	int too_deep;
 	int nomem;
-	int bad_utf8;
+	int values; /* top-level values seen (exactly one is allowed) */
 	const char *input;
 	size_t input_len;
-	void *handle; /* the yajl handle, for byte offsets */
+	void *handle; /* the yajl handle, kept between parses */
 } wa_tape;
 
-/* Release a tape's buffers; safe on a zeroed tape and twice. */
+/* Release a tape's buffers and yajl handle; safe on a zeroed tape and twice. */
 WA_HIDDEN void wa_tape_free(wa_tape *t);
 
 /*
- * Parse text into t (reusing its buffers).  Returns 1 on success; on failure
- * 0, with a message (at most errlen bytes, NUL-terminated) in err.
+ * Parse text into t (reusing its buffers and yajl handle).  Returns 1 on
+ * success; on failure 0, with a message (at most errlen bytes, NUL-terminated)
+ * in err.  The tape's strings point into text or into the tape's arena, so
+ * they stay valid until the next parse or wa_tape_free.
  */
 WA_HIDDEN int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err, size_t errlen);
 

@@ -5,21 +5,30 @@
  * (object -> entry[] -> changes[] -> value) and fans out every message,
  * status and value-level error of a `messages` change, and every other change,
  * into one Lua table each.  Only the fields an event exposes are turned into
- * Lua values; each event's `raw` source table is decoded later, on first
- * access, from the byte span the tape remembers (see wa_raw_index).
+ * Lua values.  An event's `raw` source table, and the generic copies that are
+ * costly and seldom read (a message's `referral` and `identity`, a status's
+ * `conversation` and `pricing`, a change's `value`), are decoded later, on
+ * first access, from the byte span the tape remembers (see wa_event_index).
  *
  * Structural problems the caller cannot interpret (not an object, `entry`
  * not an array, ...) make the whole parse fail with a message and a path such
  * as "entry[1].changes[2].value.messages[3]".  Leaf fields of an unexpected
  * type are just left out of the flat event; `raw` still has them.
  *
- * Memory: the tape's buffers belong to a userdata (a "Parser"), so a Lua
- * memory error raised while building events cannot leak them; the parser is
- * kept between calls to avoid a malloc per webhook.
+ * Speed: every key and fixed value string is interned once, in a constants
+ * table (an upvalue of parse), and stored with lua_rawset; each object of the
+ * payload is scanned once for all the members the walk needs; the contacts of
+ * a change are indexed once and each contact table is built once per change
+ * and shared by the events of that sender.
+ *
+ * Memory: the tape's buffers (and the contact index) belong to a userdata (a
+ * "Parser"), so a Lua memory error raised while building events cannot leak
+ * them; the parser is kept between calls to avoid a malloc per webhook.
  */
 #include "wa.h"
 #include "json.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,24 +39,66 @@
 /* Spans are packed as start * WA_SPAN_LIMIT + end below this body size. */
 #define WA_SPAN_LIMIT 67108864.0
 
+/* One contact of a change: its object and its wa_id / user_id strings (or 0). */
+typedef struct {
+	uint32_t obj, wa_id, user_id;
+} wa_contact;
+
 typedef struct {
 	wa_tape tape;
+	wa_contact *contacts; /* index of the current change's contacts */
+	size_t ccap;
+	int busy; /* the tape is in use (a parse or a lazy decode is running) */
 	int closed;
 } wa_parser;
+
+/*
+ * The strings the walk stores: keys of events and sub-tables, and a few fixed
+ * values.  They live, interned once, in the constants table (upvalue 1 of
+ * parse) at index K_<name> + 1; after them comes the events' __index.
+ */
+#define WA_STRINGS(X)                                                                              \
+	X(kind) X(type) X(field) X(waba_id) X(entry_time) X(phone_number_id)                      \
+	X(display_phone_number) X(id) X(from) X(from_user_id) X(from_parent_user_id) X(group_id)   \
+	X(timestamp) X(contact) X(context) X(errors) X(text) X(media) X(location) X(contacts)      \
+	X(reply) X(payload) X(reaction) X(order) X(system) X(unsupported_type) X(edit) X(revoke)   \
+	X(flow) X(call_permission) X(status) X(recipient_id) X(recipient_user_id)                  \
+	X(parent_recipient_user_id) X(recipient_participant_id) X(recipient_type)                  \
+	X(biz_opaque_callback_data) X(error) X(code) X(value) X(event) X(name) X(wa_id)            \
+	X(user_id) X(parent_user_id) X(username) X(forwarded) X(frequently_forwarded)              \
+	X(referred_product) X(catalog_id) X(product_retailer_id) X(mime_type) X(sha256)            \
+	X(caption) X(filename) X(voice) X(animated) X(url) X(latitude) X(longitude) X(address)     \
+	X(title) X(description) X(message_id) X(emoji) X(removed) X(original_message_id)           \
+	X(message) X(body) X(response_json) X(response) X(details) X(href) X(change) X(unknown)    \
+	X(interactive) X(address_reply) X(flow_reply)
+
+#define WA_ENUM(n) K_##n,
+enum { WA_STRINGS(WA_ENUM) K__COUNT };
+#undef WA_ENUM
+#define WA_NAME(n) #n,
+static const char *const wa_strings[] = {WA_STRINGS(WA_NAME)};
+#undef WA_NAME
+/* Index of the events' __index function in the constants table. */
+#define WA_CONST_INDEXFN (K__COUNT + 1)
 
 /* What the walk needs at hand. */
 typedef struct {
 	lua_State *L;
 	const wa_tape *t;
+	wa_parser *p;
+	int consts;  /* stack index of the constants table */
 	int events;  /* stack index of the result array */
 	int nevents; /* events stored so far */
-	int rawfn;   /* stack index of the shared metatable for raw, or 0 */
-	int spans;   /* stack index of the event -> span table */
-	int errmt;   /* stack index of the error objects' metatable, or 0 */
+	int mt;	     /* stack index of the batch's shared metatable */
 	/* stack indexes of per-change strings, pushed once and reused (0 = none) */
 	int s_field, s_waba, s_pnid, s_dpn;
 	int has_time;
 	lua_Integer entry_time;
+	/* the current change's contacts: array node, index, cache of built tables */
+	uint32_t contacts;
+	int ncontacts; /* -1 until indexed */
+	int ctabs;     /* stack slot of the contact-table cache (nil until used) */
+	int ei, ci;    /* entry / change being walked (1-based), for error paths */
 	char path[160];
 	char err[200];
 } wa_walk;
@@ -82,23 +133,76 @@ static int wa_type(const wa_tape *t, uint32_t i)
 	return i ? t->nodes[i].type : -1;
 }
 
+/* i if it is a string node, else 0. */
+static uint32_t wa_str(const wa_tape *t, uint32_t i)
+{
+	return wa_type(t, i) == WA_J_STR ? i : 0;
+}
+
+/* i if it is an object node, else 0. */
+static uint32_t wa_obj(const wa_tape *t, uint32_t i)
+{
+	return wa_type(t, i) == WA_J_OBJ ? i : 0;
+}
+
 /* Member of obj if it is a string, else 0. */
 static uint32_t wa_gets(const wa_tape *t, uint32_t obj, const char *key, size_t klen)
 {
-	uint32_t v = obj ? wa_get(t, obj, key, klen) : 0;
-	return wa_type(t, v) == WA_J_STR ? v : 0;
+	return obj ? wa_str(t, wa_get(t, obj, key, klen)) : 0;
 }
 
 /* Member of obj if it is an object, else 0. */
 static uint32_t wa_geto(const wa_tape *t, uint32_t obj, const char *key, size_t klen)
 {
-	uint32_t v = obj ? wa_get(t, obj, key, klen) : 0;
-	return wa_type(t, v) == WA_J_OBJ ? v : 0;
+	return obj ? wa_obj(t, wa_get(t, obj, key, klen)) : 0;
 }
 
 static int wa_streq(const wa_tape *t, uint32_t i, const char *s, size_t n)
 {
 	return i && t->nodes[i].type == WA_J_STR && wa_is(t, i, s, n);
+}
+
+/* Two string nodes with the same text. */
+static int wa_sameval(const wa_tape *t, uint32_t a, uint32_t b)
+{
+	return t->nodes[a].len == t->nodes[b].len &&
+	       memcmp(t->nodes[a].u.p, t->nodes[b].u.p, t->nodes[a].len) == 0;
+}
+
+/* A member name the walk looks for. */
+typedef struct {
+	const char *s;
+	size_t len;
+} wa_name;
+
+#define WA_N(k) {(k), sizeof(k) - 1}
+
+/*
+ * One pass over the members of object obj: out[i] is the value node of the
+ * member named names[i] (the last duplicate wins), or 0.  All zero when obj
+ * is 0 (absent: never the root here) or not an object.
+ */
+static void wa_scan(const wa_tape *t, uint32_t obj, const wa_name *names, int n, uint32_t *out)
+{
+	uint32_t j, end;
+	int i;
+	for (i = 0; i < n; i++)
+		out[i] = 0;
+	if (obj == 0 || t->nodes[obj].type != WA_J_OBJ)
+		return;
+	end = t->nodes[obj].u.c.next;
+	for (j = obj + 1; j < end; j = wa_jskip(t, j + 1)) {
+		const wa_jnode *k = &t->nodes[j];
+		if (k->len == 0)
+			continue;
+		for (i = 0; i < n; i++) {
+			if (names[i].len == k->len && names[i].s[0] == k->u.p[0] &&
+			    memcmp(names[i].s, k->u.p, k->len) == 0) {
+				out[i] = j + 1;
+				break;
+			}
+		}
+	}
 }
 
 /* Parse a decimal integer from a JSON number or a numeric string. */
@@ -132,41 +236,67 @@ static int wa_toint(const wa_tape *t, uint32_t i, lua_Integer *out)
 	return 1;
 }
 
+static void wa_pushint(lua_State *L, lua_Integer v)
+{
+#if LUA_VERSION_NUM >= 503
+	lua_pushinteger(L, v);
+#else
+	lua_pushnumber(L, (lua_Number)v);
+#endif
+}
+
 /* ---- setting fields on the table at the top of the stack ----------------- */
 
-static void wa_setstr(wa_walk *w, const char *name, uint32_t i)
+/* Push the interned string K_<name>. */
+static void wa_pushk(wa_walk *w, int k)
+{
+	lua_rawgeti(w->L, w->consts, k + 1);
+}
+
+/* table[k] = string node i, when i is a string node. */
+static void wa_setstr(wa_walk *w, int k, uint32_t i)
 {
 	if (wa_type(w->t, i) == WA_J_STR) {
+		wa_pushk(w, k);
 		lua_pushlstring(w->L, w->t->nodes[i].u.p, w->t->nodes[i].len);
-		lua_setfield(w->L, -2, name);
+		lua_rawset(w->L, -3);
 	}
 }
 
-/* Set name from member key of obj when it is a string. */
-static void wa_copystr(wa_walk *w, uint32_t obj, const char *name, const char *key, size_t klen)
+/* table[k] = the interned string K_<v>. */
+static void wa_setk(wa_walk *w, int k, int v)
 {
-	if (obj)
-		wa_setstr(w, name, wa_get(w->t, obj, key, klen));
+	wa_pushk(w, k);
+	wa_pushk(w, v);
+	lua_rawset(w->L, -3);
 }
 
-static void wa_copybool(wa_walk *w, uint32_t obj, const char *name, const char *key, size_t klen)
+/* table[k] = the value at stack index idx. */
+static void wa_setslot(wa_walk *w, int k, int idx)
 {
-	uint32_t v = obj ? wa_get(w->t, obj, key, klen) : 0;
+	wa_pushk(w, k);
+	lua_pushvalue(w->L, idx);
+	lua_rawset(w->L, -3);
+}
+
+static void wa_setbool(wa_walk *w, int k, uint32_t v)
+{
 	int ty = wa_type(w->t, v);
 	if (ty == WA_J_TRUE || ty == WA_J_FALSE) {
+		wa_pushk(w, k);
 		lua_pushboolean(w->L, ty == WA_J_TRUE);
-		lua_setfield(w->L, -2, name);
+		lua_rawset(w->L, -3);
 	}
 }
 
 /* A number, or a string holding one (location coordinates come as both). */
-static void wa_copynum(wa_walk *w, uint32_t obj, const char *name, const char *key, size_t klen)
+static void wa_setnum(wa_walk *w, int k, uint32_t v)
 {
-	uint32_t v = obj ? wa_get(w->t, obj, key, klen) : 0;
 	int ty = wa_type(w->t, v);
 	if (ty == WA_J_NUM) {
+		wa_pushk(w, k);
 		wa_push_jnumber(w->L, w->t->nodes[v].u.p, w->t->nodes[v].len);
-		lua_setfield(w->L, -2, name);
+		lua_rawset(w->L, -3);
 	} else if (ty == WA_J_STR) {
 		const wa_jnode *nd = &w->t->nodes[v];
 		char buf[64];
@@ -178,50 +308,53 @@ static void wa_copynum(wa_walk *w, uint32_t obj, const char *name, const char *k
 		buf[nd->len] = '\0';
 		d = strtod(buf, &end);
 		if (end == buf + nd->len) {
+			wa_pushk(w, k);
 			lua_pushnumber(w->L, (lua_Number)d);
-			lua_setfield(w->L, -2, name);
+			lua_rawset(w->L, -3);
 		}
 	}
 }
 
-static void wa_copyint(wa_walk *w, uint32_t obj, const char *name, const char *key, size_t klen)
+static void wa_setint(wa_walk *w, int k, uint32_t v)
 {
-	lua_Integer v;
-	if (obj && wa_toint(w->t, wa_get(w->t, obj, key, klen), &v)) {
-#if LUA_VERSION_NUM >= 503
-		lua_pushinteger(w->L, v);
-#else
-		lua_pushnumber(w->L, (lua_Number)v);
-#endif
-		lua_setfield(w->L, -2, name);
+	lua_Integer n;
+	if (wa_toint(w->t, v, &n)) {
+		wa_pushk(w, k);
+		wa_pushint(w->L, n);
+		lua_rawset(w->L, -3);
 	}
 }
 
-/* Generic copy of member key (any JSON type) under name. */
-static void wa_copyany(wa_walk *w, uint32_t obj, const char *name, const char *key, size_t klen)
+/* Generic copy of node v (any JSON type but null). */
+static void wa_setany(wa_walk *w, int k, uint32_t v)
 {
-	uint32_t v = obj ? wa_get(w->t, obj, key, klen) : 0;
 	if (v && w->t->nodes[v].type != WA_J_NULL) {
+		wa_pushk(w, k);
 		wa_tape_push(w->L, w->t, v);
-		lua_setfield(w->L, -2, name);
+		lua_rawset(w->L, -3);
 	}
-}
-
-static void wa_setlit(wa_walk *w, const char *name, const char *value)
-{
-	lua_pushstring(w->L, value);
-	lua_setfield(w->L, -2, name);
 }
 
 /* ---- errors -------------------------------------------------------------- */
 
-/* Record a structural failure at the current path plus suffix; returns 0. */
-static int wa_fail(wa_walk *w, const char *suffix, const char *what)
+/*
+ * Record a structural failure; the path is the current entry / change plus
+ * the suffix (printf-style).  Returns 0.
+ */
+static int wa_fail(wa_walk *w, const char *what, const char *fmt, ...)
 {
-	char full[200];
-	snprintf(full, sizeof full, "%s%s", w->path, suffix ? suffix : "");
-	memcpy(w->path, full, sizeof w->path - 1);
-	w->path[sizeof w->path - 1] = '\0';
+	size_t n = 0;
+	w->path[0] = '\0';
+	if (w->ei)
+		n = (size_t)snprintf(w->path, sizeof w->path, "entry[%d]", w->ei);
+	if (w->ci && n < sizeof w->path)
+		n += (size_t)snprintf(w->path + n, sizeof w->path - n, ".changes[%d]", w->ci);
+	if (fmt && n < sizeof w->path) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(w->path + n, sizeof w->path - n, fmt, ap);
+		va_end(ap);
+	}
 	snprintf(w->err, sizeof w->err, "%s%s%s", what, w->path[0] ? " at " : "", w->path);
 	return 0;
 }
@@ -232,32 +365,35 @@ static int wa_fail(wa_walk *w, const char *suffix, const char *what)
  */
 static void wa_push_error(wa_walk *w, uint32_t e)
 {
-	uint32_t data = wa_geto(w->t, e, WA_KEY("error_data"));
+	static const wa_name names[] = {WA_N("code"),	 WA_N("title"), WA_N("message"),
+					WA_N("details"), WA_N("href"),	WA_N("error_data")};
+	enum { E_CODE, E_TITLE, E_MESSAGE, E_DETAILS, E_HREF, E_DATA, E_N };
+	const wa_tape *t = w->t;
+	uint32_t m[E_N], details;
+	wa_scan(t, e, names, E_N, m);
+	details = wa_gets(t, wa_obj(t, m[E_DATA]), WA_KEY("details"));
 	lua_createtable(w->L, 0, 5);
-	wa_copyint(w, e, "code", WA_KEY("code"));
-	wa_copystr(w, e, "title", WA_KEY("title"));
-	wa_copystr(w, e, "message", WA_KEY("message"));
-	wa_copystr(w, data, "details", WA_KEY("details"));
-	/* The legacy (On-Premises style) shape put details at the top. */
-	if (!wa_gets(w->t, data, WA_KEY("details")))
-		wa_copystr(w, e, "details", WA_KEY("details"));
-	wa_copystr(w, e, "href", WA_KEY("href"));
+	wa_setint(w, K_code, m[E_CODE]);
+	wa_setstr(w, K_title, m[E_TITLE]);
 	/* Meta's message repeats the title; keep one when only the title came. */
-	if (!wa_gets(w->t, e, WA_KEY("message")))
-		wa_copystr(w, e, "message", WA_KEY("title"));
-	if (w->errmt) {
-		lua_pushvalue(w->L, w->errmt);
+	wa_setstr(w, K_message, wa_str(t, m[E_MESSAGE]) ? m[E_MESSAGE] : m[E_TITLE]);
+	/* The legacy (On-Premises style) shape put details at the top. */
+	wa_setstr(w, K_details, details ? details : m[E_DETAILS]);
+	wa_setstr(w, K_href, m[E_HREF]);
+	if (!lua_isnil(w->L, 4)) {
+		lua_pushvalue(w->L, 4); /* the error metatable given to parse */
 		lua_setmetatable(w->L, -2);
 	}
 }
 
-/* ev.errors = list of error tables, when obj has an `errors` array. */
-static void wa_set_errors(wa_walk *w, uint32_t obj)
+/* ev.errors = list of error tables, when arr is an array node. */
+static void wa_set_errors(wa_walk *w, uint32_t arr)
 {
-	uint32_t arr = obj ? wa_get(w->t, obj, WA_KEY("errors")) : 0, j;
+	uint32_t j;
 	int k = 1;
 	if (wa_type(w->t, arr) != WA_J_ARR)
 		return;
+	wa_pushk(w, K_errors);
 	lua_createtable(w->L, (int)w->t->nodes[arr].len, 0);
 	for (j = arr + 1; j < w->t->nodes[arr].u.c.next; j = wa_jskip(w->t, j)) {
 		if (w->t->nodes[j].type != WA_J_OBJ)
@@ -265,53 +401,42 @@ static void wa_set_errors(wa_walk *w, uint32_t obj)
 		wa_push_error(w, j);
 		lua_rawseti(w->L, -2, k++);
 	}
-	lua_setfield(w->L, -2, "errors");
+	lua_rawset(w->L, -3);
 }
 
 /* ---- events -------------------------------------------------------------- */
 
 /*
  * Start an event table with the fields every event has, and remember the
- * span of its source for `raw`.  Leaves the table on the stack.
+ * span of its source for `raw` and the lazy fields.  Leaves the table on the
+ * stack.
  */
-static void wa_begin_event(wa_walk *w, const char *kind, uint32_t src)
+static void wa_begin_event(wa_walk *w, int kind, uint32_t src)
 {
 	lua_State *L = w->L;
 	lua_createtable(L, 0, 16);
-	lua_pushstring(L, kind);
-	lua_setfield(L, -2, "kind");
-	if (w->s_field) {
-		lua_pushvalue(L, w->s_field);
-		lua_setfield(L, -2, "field");
-	}
-	if (w->s_waba) {
-		lua_pushvalue(L, w->s_waba);
-		lua_setfield(L, -2, "waba_id");
-	}
+	wa_setk(w, K_kind, kind);
+	if (w->s_field)
+		wa_setslot(w, K_field, w->s_field);
+	if (w->s_waba)
+		wa_setslot(w, K_waba_id, w->s_waba);
 	if (w->has_time) {
-#if LUA_VERSION_NUM >= 503
-		lua_pushinteger(L, w->entry_time);
-#else
-		lua_pushnumber(L, (lua_Number)w->entry_time);
-#endif
-		lua_setfield(L, -2, "entry_time");
+		wa_pushk(w, K_entry_time);
+		wa_pushint(L, w->entry_time);
+		lua_rawset(L, -3);
 	}
-	if (w->s_pnid) {
-		lua_pushvalue(L, w->s_pnid);
-		lua_setfield(L, -2, "phone_number_id");
-	}
-	if (w->s_dpn) {
-		lua_pushvalue(L, w->s_dpn);
-		lua_setfield(L, -2, "display_phone_number");
-	}
+	if (w->s_pnid)
+		wa_setslot(w, K_phone_number_id, w->s_pnid);
+	if (w->s_dpn)
+		wa_setslot(w, K_display_phone_number, w->s_dpn);
 	/*
-	 * raw: every event of the batch shares one metatable whose __index
-	 * decodes the event's byte span on first access.  The spans live in one
-	 * table keyed by event (upvalue of __index), packed as start * 2^26 + end,
-	 * exact in a double for bodies under 64 MiB (longer ones use a pair).
-	 * Sources that are not containers get no span.
+	 * Every event of the batch shares one metatable, whose __index decodes
+	 * the lazy fields from the event's byte span on first access.  The spans
+	 * are kept in that metatable, keyed by event, packed as
+	 * start * 2^26 + end, exact in a double for bodies under 64 MiB (longer
+	 * ones use a pair).  Sources that are not containers get no span.
 	 */
-	if (w->rawfn && src) {
+	if (src) {
 		const wa_jnode *nd = &w->t->nodes[src];
 		if (nd->type == WA_J_OBJ || nd->type == WA_J_ARR) {
 			lua_pushvalue(L, -1);
@@ -319,14 +444,14 @@ static void wa_begin_event(wa_walk *w, const char *kind, uint32_t src)
 				lua_pushnumber(L, (lua_Number)nd->u.c.start * WA_SPAN_LIMIT +
 							  (lua_Number)nd->u.c.end);
 			} else {
-				lua_createtable(L, 2, 0);
+				lua_createtable(L, 3, 0);
 				lua_pushnumber(L, (lua_Number)nd->u.c.start);
 				lua_rawseti(L, -2, 1);
 				lua_pushnumber(L, (lua_Number)nd->u.c.end);
 				lua_rawseti(L, -2, 2);
 			}
-			lua_rawset(L, w->spans);
-			lua_pushvalue(L, w->rawfn);
+			lua_rawset(L, w->mt);
+			lua_pushvalue(L, w->mt);
 			lua_setmetatable(L, -2);
 		}
 	}
@@ -337,80 +462,150 @@ static void wa_end_event(wa_walk *w)
 	lua_rawseti(w->L, w->events, ++w->nevents);
 }
 
-/*
- * contact = {name, wa_id, user_id, parent_user_id, username} from the entry
- * of contacts (an array node, or 0) that matches id (by wa_id) or user_id;
- * the only entry when there is exactly one.
- */
-static void wa_set_contact(wa_walk *w, uint32_t contacts, uint32_t id, uint32_t user_id)
+/* Index the current change's contacts (objects only, in order). */
+static void wa_index_contacts(wa_walk *w)
 {
 	const wa_tape *t = w->t;
-	uint32_t j, match = 0, profile;
-	if (wa_type(t, contacts) != WA_J_ARR || t->nodes[contacts].len == 0)
-		return;
-	for (j = contacts + 1; j < t->nodes[contacts].u.c.next && !match; j = wa_jskip(t, j)) {
-		uint32_t v;
+	wa_parser *p = w->p;
+	uint32_t arr = w->contacts, j;
+	size_t need = t->nodes[arr].len, n = 0;
+	w->ncontacts = 0;
+	if (need > p->ccap) {
+		wa_contact *nc = (wa_contact *)realloc(p->contacts, need * sizeof *nc);
+		if (nc == NULL) {
+			luaL_error(w->L, "not enough memory");
+			return;
+		}
+		p->contacts = nc;
+		p->ccap = need;
+	}
+	for (j = arr + 1; j < t->nodes[arr].u.c.next; j = wa_jskip(t, j)) {
+		static const wa_name names[] = {WA_N("wa_id"), WA_N("user_id")};
+		uint32_t m[2];
 		if (t->nodes[j].type != WA_J_OBJ)
 			continue;
-		v = wa_gets(t, j, WA_KEY("wa_id"));
-		if (id && v && t->nodes[v].len == t->nodes[id].len &&
-		    memcmp(t->nodes[v].u.p, t->nodes[id].u.p, t->nodes[v].len) == 0)
-			match = j;
-		v = wa_gets(t, j, WA_KEY("user_id"));
-		if (!match && user_id && v && t->nodes[v].len == t->nodes[user_id].len &&
-		    memcmp(t->nodes[v].u.p, t->nodes[user_id].u.p, t->nodes[v].len) == 0)
-			match = j;
+		wa_scan(t, j, names, 2, m);
+		p->contacts[n].obj = j;
+		p->contacts[n].wa_id = wa_str(t, m[0]);
+		p->contacts[n].user_id = wa_str(t, m[1]);
+		n++;
 	}
-	if (!match && t->nodes[contacts].len == 1 && t->nodes[contacts + 1].type == WA_J_OBJ)
-		match = contacts + 1;
-	if (!match)
-		return;
-	profile = wa_geto(t, match, WA_KEY("profile"));
-	lua_createtable(w->L, 0, 5);
-	wa_copystr(w, profile, "name", WA_KEY("name"));
-	wa_copystr(w, profile, "username", WA_KEY("username"));
-	wa_copystr(w, match, "wa_id", WA_KEY("wa_id"));
-	wa_copystr(w, match, "user_id", WA_KEY("user_id"));
-	wa_copystr(w, match, "parent_user_id", WA_KEY("parent_user_id"));
-	lua_setfield(w->L, -2, "contact");
+	w->ncontacts = (int)n;
 }
 
-static void wa_set_context(wa_walk *w, uint32_t msg)
+/*
+ * contact = {name, wa_id, user_id, parent_user_id, username} from the entry
+ * of the change's contacts that matches id (by wa_id) or user_id; the only
+ * entry when there is exactly one.  One table per contact per change, shared
+ * by the events that match it.
+ */
+static void wa_set_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 {
-	uint32_t c = wa_geto(w->t, msg, WA_KEY("context")), rp;
+	const wa_tape *t = w->t;
+	lua_State *L = w->L;
+	uint32_t arr = w->contacts;
+	int j, match = -1;
+	if (wa_type(t, arr) != WA_J_ARR || t->nodes[arr].len == 0)
+		return;
+	if (w->ncontacts < 0)
+		wa_index_contacts(w);
+	for (j = 0; j < w->ncontacts; j++) {
+		const wa_contact *c = &w->p->contacts[j];
+		if ((id && c->wa_id && wa_sameval(t, c->wa_id, id)) ||
+		    (user_id && c->user_id && wa_sameval(t, c->user_id, user_id))) {
+			match = j;
+			break;
+		}
+	}
+	if (match < 0 && t->nodes[arr].len == 1 && w->ncontacts == 1)
+		match = 0;
+	if (match < 0)
+		return;
+	if (lua_isnil(L, w->ctabs)) {
+		lua_createtable(L, w->ncontacts, 0);
+		lua_replace(L, w->ctabs);
+	}
+	wa_pushk(w, K_contact);
+	lua_rawgeti(L, w->ctabs, match + 1);
+	if (lua_isnil(L, -1)) {
+		static const wa_name names[] = {WA_N("profile"), WA_N("wa_id"), WA_N("user_id"),
+						WA_N("parent_user_id")};
+		static const wa_name pnames[] = {WA_N("name"), WA_N("username")};
+		uint32_t m[4], pm[2];
+		lua_pop(L, 1);
+		wa_scan(t, w->p->contacts[match].obj, names, 4, m);
+		wa_scan(t, wa_obj(t, m[0]), pnames, 2, pm);
+		lua_createtable(L, 0, 5);
+		wa_setstr(w, K_name, pm[0]);
+		wa_setstr(w, K_username, pm[1]);
+		wa_setstr(w, K_wa_id, m[1]);
+		wa_setstr(w, K_user_id, m[2]);
+		wa_setstr(w, K_parent_user_id, m[3]);
+		lua_pushvalue(L, -1);
+		lua_rawseti(L, w->ctabs, match + 1);
+	}
+	lua_rawset(L, -3);
+}
+
+static void wa_set_context(wa_walk *w, uint32_t c)
+{
+	static const wa_name names[] = {WA_N("from"), WA_N("id"), WA_N("forwarded"),
+					WA_N("frequently_forwarded"), WA_N("referred_product")};
+	uint32_t m[5];
 	if (!c)
 		return;
+	wa_scan(w->t, c, names, 5, m);
+	wa_pushk(w, K_context);
 	lua_createtable(w->L, 0, 5);
-	wa_copystr(w, c, "from", WA_KEY("from"));
-	wa_copystr(w, c, "id", WA_KEY("id"));
-	wa_copybool(w, c, "forwarded", WA_KEY("forwarded"));
-	wa_copybool(w, c, "frequently_forwarded", WA_KEY("frequently_forwarded"));
-	rp = wa_geto(w->t, c, WA_KEY("referred_product"));
-	if (rp) {
+	wa_setstr(w, K_from, m[0]);
+	wa_setstr(w, K_id, m[1]);
+	wa_setbool(w, K_forwarded, m[2]);
+	wa_setbool(w, K_frequently_forwarded, m[3]);
+	if (wa_obj(w->t, m[4])) {
+		static const wa_name rnames[] = {WA_N("catalog_id"), WA_N("product_retailer_id")};
+		uint32_t r[2];
+		wa_scan(w->t, m[4], rnames, 2, r);
+		wa_pushk(w, K_referred_product);
 		lua_createtable(w->L, 0, 2);
-		wa_copystr(w, rp, "catalog_id", WA_KEY("catalog_id"));
-		wa_copystr(w, rp, "product_retailer_id", WA_KEY("product_retailer_id"));
-		lua_setfield(w->L, -2, "referred_product");
+		wa_setstr(w, K_catalog_id, r[0]);
+		wa_setstr(w, K_product_retailer_id, r[1]);
+		lua_rawset(w->L, -3);
 	}
-	lua_setfield(w->L, -2, "context");
+	lua_rawset(w->L, -3);
 }
 
 /* media = {...} and text = caption for the five media types. */
-static void wa_set_media(wa_walk *w, uint32_t m)
+static void wa_set_media(wa_walk *w, uint32_t o)
 {
-	if (!m)
+	static const wa_name names[] = {WA_N("id"),	  WA_N("mime_type"), WA_N("sha256"),
+					WA_N("caption"),  WA_N("filename"),  WA_N("voice"),
+					WA_N("animated"), WA_N("url")};
+	uint32_t m[8];
+	if (!o)
 		return;
+	wa_scan(w->t, o, names, 8, m);
+	wa_pushk(w, K_media);
 	lua_createtable(w->L, 0, 8);
-	wa_copystr(w, m, "id", WA_KEY("id"));
-	wa_copystr(w, m, "mime_type", WA_KEY("mime_type"));
-	wa_copystr(w, m, "sha256", WA_KEY("sha256"));
-	wa_copystr(w, m, "caption", WA_KEY("caption"));
-	wa_copystr(w, m, "filename", WA_KEY("filename"));
-	wa_copybool(w, m, "voice", WA_KEY("voice"));
-	wa_copybool(w, m, "animated", WA_KEY("animated"));
-	wa_copystr(w, m, "url", WA_KEY("url"));
-	lua_setfield(w->L, -2, "media");
-	wa_copystr(w, m, "text", WA_KEY("caption"));
+	wa_setstr(w, K_id, m[0]);
+	wa_setstr(w, K_mime_type, m[1]);
+	wa_setstr(w, K_sha256, m[2]);
+	wa_setstr(w, K_caption, m[3]);
+	wa_setstr(w, K_filename, m[4]);
+	wa_setbool(w, K_voice, m[5]);
+	wa_setbool(w, K_animated, m[6]);
+	wa_setstr(w, K_url, m[7]);
+	lua_rawset(w->L, -3);
+	wa_setstr(w, K_text, m[3]);
+}
+
+/* Push a fresh, empty Parser userdata (its __gc frees whatever it holds). */
+static wa_parser *wa_push_parser(lua_State *L)
+{
+	wa_parser *p = (wa_parser *)lua_newuserdata(L, sizeof *p);
+	memset(p, 0, sizeof *p);
+	luaL_getmetatable(L, WA_PARSER_MT);
+	lua_setmetatable(L, -2);
+	return p;
 }
 
 /*
@@ -419,299 +614,353 @@ static void wa_set_media(wa_walk *w, uint32_t m)
  */
 static void wa_set_flow(wa_walk *w, uint32_t r)
 {
-	uint32_t rj = wa_gets(w->t, r, WA_KEY("response_json"));
+	static const wa_name names[] = {WA_N("name"), WA_N("body"), WA_N("response_json")};
+	uint32_t m[3], rj;
+	wa_scan(w->t, r, names, 3, m);
+	rj = wa_str(w->t, m[2]);
+	wa_pushk(w, K_flow);
 	lua_createtable(w->L, 0, 4);
-	wa_copystr(w, r, "name", WA_KEY("name"));
-	wa_copystr(w, r, "body", WA_KEY("body"));
+	wa_setstr(w, K_name, m[0]);
+	wa_setstr(w, K_body, m[1]);
 	if (rj) {
 		wa_parser *p;
 		char err[160];
-		lua_pushlstring(w->L, w->t->nodes[rj].u.p, w->t->nodes[rj].len);
-		lua_setfield(w->L, -2, "response_json");
+		wa_setstr(w, K_response_json, rj);
 		/* A second, temporary parser: the outer tape is still in use. */
-		p = (wa_parser *)lua_newuserdata(w->L, sizeof *p);
-		memset(p, 0, sizeof *p);
-		luaL_getmetatable(w->L, WA_PARSER_MT);
-		lua_setmetatable(w->L, -2);
+		p = wa_push_parser(w->L);
 		if (wa_tape_parse(&p->tape, w->t->nodes[rj].u.p, w->t->nodes[rj].len, err, sizeof err)) {
+			wa_pushk(w, K_response);
 			wa_tape_push(w->L, &p->tape, 0);
-			lua_setfield(w->L, -3, "response");
+			lua_rawset(w->L, -4);
 		}
 		wa_tape_free(&p->tape);
 		lua_pop(w->L, 1);
 	}
-	lua_setfield(w->L, -2, "flow");
+	lua_rawset(w->L, -3);
+	wa_setstr(w, K_text, m[1]);
+}
+
+/* Members of a message the walk reads; M_TEXT..M_REVOKE are also type names. */
+static const wa_name wa_msg_names[] = {
+    WA_N("from"),     WA_N("from_user_id"), WA_N("from_parent_user_id"), WA_N("group_id"),
+    WA_N("id"),	      WA_N("timestamp"),    WA_N("type"),		 WA_N("context"),
+    WA_N("errors"),   WA_N("text"),	    WA_N("image"),		 WA_N("video"),
+    WA_N("audio"),    WA_N("document"),	    WA_N("sticker"),		 WA_N("location"),
+    WA_N("contacts"), WA_N("interactive"),  WA_N("button"),		 WA_N("reaction"),
+    WA_N("order"),    WA_N("system"),	    WA_N("unsupported"),	 WA_N("edit"),
+    WA_N("revoke")};
+enum {
+	M_FROM, M_FROM_USER_ID, M_FROM_PARENT, M_GROUP_ID, M_ID, M_TIMESTAMP, M_TYPE, M_CONTEXT,
+	M_ERRORS, M_TEXT, M_IMAGE, M_VIDEO, M_AUDIO, M_DOCUMENT, M_STICKER, M_LOCATION,
+	M_CONTACTS, M_INTERACTIVE, M_BUTTON, M_REACTION, M_ORDER, M_SYSTEM, M_UNSUPPORTED,
+	M_EDIT, M_REVOKE, M_N
+};
+
+/* The interactive part of a message: sets ev.type and what goes with it. */
+static void wa_message_interactive(wa_walk *w, uint32_t it)
+{
+	static const wa_name names[] = {WA_N("type"), WA_N("button_reply"), WA_N("list_reply"),
+					WA_N("nfm_reply"), WA_N("call_permission_reply")};
+	const wa_tape *t = w->t;
+	lua_State *L = w->L;
+	uint32_t m[5], st;
+	wa_scan(t, it, names, 5, m);
+	st = wa_str(t, m[0]);
+	if (wa_streq(t, st, WA_KEY("button_reply")) || wa_streq(t, st, WA_KEY("list_reply"))) {
+		uint32_t r = wa_obj(t, m[wa_is(t, st, WA_KEY("button_reply")) ? 1 : 2]);
+		wa_setstr(w, K_type, st);
+		if (r) {
+			static const wa_name rnames[] = {WA_N("id"), WA_N("title"), WA_N("description")};
+			uint32_t rm[3];
+			wa_scan(t, r, rnames, 3, rm);
+			wa_pushk(w, K_reply);
+			lua_createtable(L, 0, 3);
+			wa_setstr(w, K_id, rm[0]);
+			wa_setstr(w, K_title, rm[1]);
+			wa_setstr(w, K_description, rm[2]);
+			lua_rawset(L, -3);
+			wa_setstr(w, K_text, rm[1]);
+		}
+	} else if (wa_streq(t, st, WA_KEY("nfm_reply"))) {
+		uint32_t r = wa_obj(t, m[3]);
+		uint32_t name = wa_gets(t, r, WA_KEY("name"));
+		wa_setk(w, K_type,
+			wa_streq(t, name, WA_KEY("address_message")) ? K_address_reply : K_flow_reply);
+		if (r)
+			wa_set_flow(w, r);
+	} else if (wa_streq(t, st, WA_KEY("call_permission_reply"))) {
+		wa_setstr(w, K_type, st);
+		wa_setany(w, K_call_permission, m[4]);
+	} else if (st) {
+		wa_setstr(w, K_type, st);
+	} else {
+		wa_setk(w, K_type, K_interactive);
+	}
 }
 
 /* The part of a message event that depends on its type; sets ev.type. */
-static void wa_message_body(wa_walk *w, uint32_t msg, uint32_t ty)
+static void wa_message_body(wa_walk *w, const uint32_t *m)
 {
 	const wa_tape *t = w->t;
 	lua_State *L = w->L;
-	const char *tname = "unknown";
-	char tbuf[64];
-	uint32_t o;
+	uint32_t ty = wa_str(t, m[M_TYPE]), o;
+	int which = -1, i;
 
-	if (ty) {
-		size_t n = t->nodes[ty].len < sizeof tbuf - 1 ? t->nodes[ty].len : sizeof tbuf - 1;
-		memcpy(tbuf, t->nodes[ty].u.p, n);
-		tbuf[n] = '\0';
-		tname = tbuf;
-		/* A type with an embedded NUL would be truncated: keep it whole. */
-		if (n != t->nodes[ty].len || memchr(tbuf, '\0', n) != NULL)
-			tname = NULL;
-	}
-
-	if (tname == NULL) {
-		wa_setstr(w, "type", ty);
+	if (!ty) {
+		wa_setk(w, K_type, K_unknown);
 		return;
 	}
-	if (strcmp(tname, "text") == 0) {
-		wa_copystr(w, wa_geto(t, msg, WA_KEY("text")), "text", WA_KEY("body"));
-	} else if (strcmp(tname, "image") == 0 || strcmp(tname, "video") == 0 ||
-		   strcmp(tname, "audio") == 0 || strcmp(tname, "document") == 0 ||
-		   strcmp(tname, "sticker") == 0) {
-		wa_set_media(w, wa_geto(t, msg, tname, strlen(tname)));
-	} else if (strcmp(tname, "location") == 0) {
-		o = wa_geto(t, msg, WA_KEY("location"));
+	for (i = M_TEXT; i <= M_REVOKE; i++) {
+		if (wa_msg_names[i].len == t->nodes[ty].len &&
+		    memcmp(wa_msg_names[i].s, t->nodes[ty].u.p, t->nodes[ty].len) == 0) {
+			which = i;
+			break;
+		}
+	}
+	o = which >= 0 ? wa_obj(t, m[which]) : 0;
+	switch (which) {
+	case M_TEXT:
+		wa_setstr(w, K_text, wa_gets(t, o, WA_KEY("body")));
+		break;
+	case M_IMAGE:
+	case M_VIDEO:
+	case M_AUDIO:
+	case M_DOCUMENT:
+	case M_STICKER:
+		wa_set_media(w, o);
+		break;
+	case M_LOCATION:
 		if (o) {
+			static const wa_name names[] = {WA_N("latitude"), WA_N("longitude"),
+							WA_N("name"), WA_N("address"), WA_N("url")};
+			uint32_t lm[5];
+			wa_scan(t, o, names, 5, lm);
+			wa_pushk(w, K_location);
 			lua_createtable(L, 0, 5);
-			wa_copynum(w, o, "latitude", WA_KEY("latitude"));
-			wa_copynum(w, o, "longitude", WA_KEY("longitude"));
-			wa_copystr(w, o, "name", WA_KEY("name"));
-			wa_copystr(w, o, "address", WA_KEY("address"));
-			wa_copystr(w, o, "url", WA_KEY("url"));
-			lua_setfield(L, -2, "location");
+			wa_setnum(w, K_latitude, lm[0]);
+			wa_setnum(w, K_longitude, lm[1]);
+			wa_setstr(w, K_name, lm[2]);
+			wa_setstr(w, K_address, lm[3]);
+			wa_setstr(w, K_url, lm[4]);
+			lua_rawset(L, -3);
 		}
-	} else if (strcmp(tname, "contacts") == 0) {
-		wa_copyany(w, msg, "contacts", WA_KEY("contacts"));
-	} else if (strcmp(tname, "interactive") == 0) {
-		uint32_t it = wa_geto(t, msg, WA_KEY("interactive"));
-		uint32_t st = wa_gets(t, it, WA_KEY("type"));
-		if (wa_streq(t, st, WA_KEY("button_reply")) || wa_streq(t, st, WA_KEY("list_reply"))) {
-			uint32_t r = wa_geto(t, it, t->nodes[st].u.p, t->nodes[st].len);
-			wa_setstr(w, "type", st);
-			if (r) {
-				lua_createtable(L, 0, 3);
-				wa_copystr(w, r, "id", WA_KEY("id"));
-				wa_copystr(w, r, "title", WA_KEY("title"));
-				wa_copystr(w, r, "description", WA_KEY("description"));
-				lua_setfield(L, -2, "reply");
-				wa_copystr(w, r, "text", WA_KEY("title"));
-			}
-			return;
-		}
-		if (wa_streq(t, st, WA_KEY("nfm_reply"))) {
-			uint32_t r = wa_geto(t, it, WA_KEY("nfm_reply"));
-			uint32_t name = wa_gets(t, r, WA_KEY("name"));
-			wa_setlit(w, "type", wa_streq(t, name, WA_KEY("address_message")) ? "address_reply"
-										   : "flow_reply");
-			if (r) {
-				wa_set_flow(w, r);
-				wa_copystr(w, r, "text", WA_KEY("body"));
-			}
-			return;
-		}
-		if (wa_streq(t, st, WA_KEY("call_permission_reply"))) {
-			wa_setstr(w, "type", st);
-			wa_copyany(w, it, "call_permission", WA_KEY("call_permission_reply"));
-			return;
-		}
-		if (st)
-			wa_setstr(w, "type", st);
-		else
-			wa_setlit(w, "type", "interactive");
-		return;
-	} else if (strcmp(tname, "button") == 0) {
-		o = wa_geto(t, msg, WA_KEY("button"));
+		break;
+	case M_CONTACTS:
+		wa_setany(w, K_contacts, m[M_CONTACTS]);
+		break;
+	case M_INTERACTIVE:
+		wa_message_interactive(w, o);
+		return; /* it sets the type */
+	case M_BUTTON:
 		if (o) {
-			wa_copystr(w, o, "payload", WA_KEY("payload"));
-			wa_copystr(w, o, "text", WA_KEY("text"));
+			uint32_t pl = wa_gets(t, o, WA_KEY("payload")), tx = wa_gets(t, o, WA_KEY("text"));
+			wa_setstr(w, K_payload, pl);
+			wa_setstr(w, K_text, tx);
+			wa_pushk(w, K_reply);
 			lua_createtable(L, 0, 2);
-			wa_copystr(w, o, "id", WA_KEY("payload"));
-			wa_copystr(w, o, "title", WA_KEY("text"));
-			lua_setfield(L, -2, "reply");
+			wa_setstr(w, K_id, pl);
+			wa_setstr(w, K_title, tx);
+			lua_rawset(L, -3);
 		}
-	} else if (strcmp(tname, "reaction") == 0) {
-		o = wa_geto(t, msg, WA_KEY("reaction"));
+		break;
+	case M_REACTION:
 		if (o) {
 			uint32_t e = wa_gets(t, o, WA_KEY("emoji"));
+			wa_pushk(w, K_reaction);
 			lua_createtable(L, 0, 3);
-			wa_copystr(w, o, "message_id", WA_KEY("message_id"));
-			if (e && t->nodes[e].len > 0)
-				wa_setstr(w, "emoji", e);
-			else {
+			wa_setstr(w, K_message_id, wa_get(t, o, WA_KEY("message_id")));
+			if (e && t->nodes[e].len > 0) {
+				wa_setstr(w, K_emoji, e);
+			} else {
+				wa_pushk(w, K_removed);
 				lua_pushboolean(L, 1);
-				lua_setfield(L, -2, "removed");
+				lua_rawset(L, -3);
 			}
-			lua_setfield(L, -2, "reaction");
+			lua_rawset(L, -3);
 		}
-	} else if (strcmp(tname, "order") == 0) {
-		wa_copyany(w, msg, "order", WA_KEY("order"));
-		wa_copystr(w, wa_geto(t, msg, WA_KEY("order")), "text", WA_KEY("text"));
-	} else if (strcmp(tname, "system") == 0) {
-		wa_copyany(w, msg, "system", WA_KEY("system"));
-		wa_copystr(w, wa_geto(t, msg, WA_KEY("system")), "text", WA_KEY("body"));
-	} else if (strcmp(tname, "unsupported") == 0) {
-		wa_copystr(w, wa_geto(t, msg, WA_KEY("unsupported")), "unsupported_type", WA_KEY("type"));
-	} else if (strcmp(tname, "edit") == 0) {
-		o = wa_geto(t, msg, WA_KEY("edit"));
+		break;
+	case M_ORDER:
+		wa_setany(w, K_order, m[M_ORDER]);
+		wa_setstr(w, K_text, wa_gets(t, o, WA_KEY("text")));
+		break;
+	case M_SYSTEM:
+		wa_setany(w, K_system, m[M_SYSTEM]);
+		wa_setstr(w, K_text, wa_gets(t, o, WA_KEY("body")));
+		break;
+	case M_UNSUPPORTED:
+		wa_setstr(w, K_unsupported_type, wa_gets(t, o, WA_KEY("type")));
+		break;
+	case M_EDIT:
 		if (o) {
-			uint32_t m = wa_geto(t, o, WA_KEY("message"));
+			uint32_t msg = wa_get(t, o, WA_KEY("message")), mo = wa_obj(t, msg);
+			wa_pushk(w, K_edit);
 			lua_createtable(L, 0, 2);
-			wa_copystr(w, o, "original_message_id", WA_KEY("original_message_id"));
-			wa_copyany(w, o, "message", WA_KEY("message"));
-			lua_setfield(L, -2, "edit");
-			if (m) {
-				uint32_t txt = wa_geto(t, m, WA_KEY("text"));
-				if (txt)
-					wa_copystr(w, txt, "text", WA_KEY("body"));
-				else {
+			wa_setstr(w, K_original_message_id, wa_get(t, o, WA_KEY("original_message_id")));
+			wa_setany(w, K_message, msg);
+			lua_rawset(L, -3);
+			if (mo) {
+				uint32_t txt = wa_geto(t, mo, WA_KEY("text"));
+				if (txt) {
+					wa_setstr(w, K_text, wa_gets(t, txt, WA_KEY("body")));
+				} else {
 					/* An edited caption: look in the edited media object. */
-					uint32_t mt = wa_gets(t, m, WA_KEY("type"));
-					uint32_t mo = mt ? wa_geto(t, m, t->nodes[mt].u.p, t->nodes[mt].len) : 0;
-					wa_copystr(w, mo, "text", WA_KEY("caption"));
+					uint32_t mt = wa_gets(t, mo, WA_KEY("type"));
+					uint32_t media =
+					    mt ? wa_geto(t, mo, t->nodes[mt].u.p, t->nodes[mt].len) : 0;
+					wa_setstr(w, K_text, wa_gets(t, media, WA_KEY("caption")));
 				}
 			}
 		}
-	} else if (strcmp(tname, "revoke") == 0) {
-		o = wa_geto(t, msg, WA_KEY("revoke"));
+		break;
+	case M_REVOKE:
 		if (o) {
+			wa_pushk(w, K_revoke);
 			lua_createtable(L, 0, 1);
-			wa_copystr(w, o, "original_message_id", WA_KEY("original_message_id"));
-			lua_setfield(L, -2, "revoke");
+			wa_setstr(w, K_original_message_id, wa_get(t, o, WA_KEY("original_message_id")));
+			lua_rawset(L, -3);
 		}
+		break;
+	default:
+		break;
 	}
-	lua_pushstring(L, tname);
-	lua_setfield(L, -2, "type");
+	wa_setstr(w, K_type, ty);
 }
 
-static void wa_message_event(wa_walk *w, uint32_t msg, uint32_t contacts)
+static void wa_message_event(wa_walk *w, uint32_t msg)
 {
 	const wa_tape *t = w->t;
-	uint32_t from = wa_gets(t, msg, WA_KEY("from"));
-	uint32_t from_uid = wa_gets(t, msg, WA_KEY("from_user_id"));
-	wa_begin_event(w, "message", msg);
-	wa_copystr(w, msg, "id", WA_KEY("id"));
-	wa_setstr(w, "from", from);
-	wa_setstr(w, "from_user_id", from_uid);
-	wa_copystr(w, msg, "from_parent_user_id", WA_KEY("from_parent_user_id"));
-	wa_copystr(w, msg, "group_id", WA_KEY("group_id"));
-	wa_copyint(w, msg, "timestamp", WA_KEY("timestamp"));
-	wa_set_contact(w, contacts, from, from_uid);
-	wa_set_context(w, msg);
-	wa_copyany(w, msg, "referral", WA_KEY("referral"));
-	wa_copyany(w, msg, "identity", WA_KEY("identity"));
-	wa_set_errors(w, msg);
-	wa_message_body(w, msg, wa_gets(t, msg, WA_KEY("type")));
+	uint32_t m[M_N], from, from_uid;
+	wa_scan(t, msg, wa_msg_names, M_N, m);
+	from = wa_str(t, m[M_FROM]);
+	from_uid = wa_str(t, m[M_FROM_USER_ID]);
+	wa_begin_event(w, K_message, msg);
+	wa_setstr(w, K_id, m[M_ID]);
+	wa_setstr(w, K_from, from);
+	wa_setstr(w, K_from_user_id, from_uid);
+	wa_setstr(w, K_from_parent_user_id, m[M_FROM_PARENT]);
+	wa_setstr(w, K_group_id, m[M_GROUP_ID]);
+	wa_setint(w, K_timestamp, m[M_TIMESTAMP]);
+	wa_set_contact(w, from, from_uid);
+	wa_set_context(w, wa_obj(t, m[M_CONTEXT]));
+	/* referral and identity: lazy (wa_event_index) */
+	wa_set_errors(w, m[M_ERRORS]);
+	wa_message_body(w, m);
 	wa_end_event(w);
 }
 
-static void wa_status_event(wa_walk *w, uint32_t st, uint32_t contacts)
+static void wa_status_event(wa_walk *w, uint32_t st)
 {
+	static const wa_name names[] = {
+	    WA_N("status"),	       WA_N("id"),
+	    WA_N("timestamp"),	       WA_N("recipient_id"),
+	    WA_N("recipient_user_id"), WA_N("parent_recipient_user_id"),
+	    WA_N("recipient_participant_id"), WA_N("recipient_type"),
+	    WA_N("biz_opaque_callback_data"), WA_N("errors")};
 	const wa_tape *t = w->t;
-	uint32_t status = wa_gets(t, st, WA_KEY("status"));
-	wa_begin_event(w, "status", st);
+	uint32_t m[10], status;
+	wa_scan(t, st, names, 10, m);
+	status = wa_str(t, m[0]);
+	wa_begin_event(w, K_status, st);
 	if (status) {
-		wa_setstr(w, "type", status);
-		wa_setstr(w, "status", status);
+		lua_pushlstring(w->L, t->nodes[status].u.p, t->nodes[status].len);
+		wa_pushk(w, K_type);
+		lua_pushvalue(w->L, -2);
+		lua_rawset(w->L, -4);
+		wa_pushk(w, K_status);
+		lua_insert(w->L, -2);
+		lua_rawset(w->L, -3);
 	} else {
-		wa_setlit(w, "type", "unknown");
+		wa_setk(w, K_type, K_unknown);
 	}
-	wa_copystr(w, st, "id", WA_KEY("id"));
-	wa_copyint(w, st, "timestamp", WA_KEY("timestamp"));
-	wa_copystr(w, st, "recipient_id", WA_KEY("recipient_id"));
-	wa_copystr(w, st, "recipient_user_id", WA_KEY("recipient_user_id"));
-	wa_copystr(w, st, "parent_recipient_user_id", WA_KEY("parent_recipient_user_id"));
-	wa_copystr(w, st, "recipient_participant_id", WA_KEY("recipient_participant_id"));
-	wa_copystr(w, st, "recipient_type", WA_KEY("recipient_type"));
-	wa_copystr(w, st, "biz_opaque_callback_data", WA_KEY("biz_opaque_callback_data"));
-	wa_copyany(w, st, "conversation", WA_KEY("conversation"));
-	wa_copyany(w, st, "pricing", WA_KEY("pricing"));
-	wa_set_errors(w, st);
-	wa_set_contact(w, contacts, wa_gets(t, st, WA_KEY("recipient_id")),
-		       wa_gets(t, st, WA_KEY("recipient_user_id")));
+	wa_setstr(w, K_id, m[1]);
+	wa_setint(w, K_timestamp, m[2]);
+	wa_setstr(w, K_recipient_id, m[3]);
+	wa_setstr(w, K_recipient_user_id, m[4]);
+	wa_setstr(w, K_parent_recipient_user_id, m[5]);
+	wa_setstr(w, K_recipient_participant_id, m[6]);
+	wa_setstr(w, K_recipient_type, m[7]);
+	wa_setstr(w, K_biz_opaque_callback_data, m[8]);
+	/* conversation and pricing: lazy (wa_event_index) */
+	wa_set_errors(w, m[9]);
+	wa_set_contact(w, wa_str(t, m[3]), wa_str(t, m[4]));
 	wa_end_event(w);
 }
 
 static void wa_error_event(wa_walk *w, uint32_t e)
 {
-	wa_begin_event(w, "error", e);
-	wa_setlit(w, "type", "error");
-	wa_copyint(w, e, "code", WA_KEY("code"));
+	wa_begin_event(w, K_error, e);
+	wa_setk(w, K_type, K_error);
+	wa_setint(w, K_code, wa_get(w->t, e, WA_KEY("code")));
+	wa_pushk(w, K_error);
 	wa_push_error(w, e);
-	lua_setfield(w->L, -2, "error");
+	lua_rawset(w->L, -3);
 	wa_end_event(w);
 }
 
 static void wa_change_event(wa_walk *w, uint32_t value, uint32_t field)
 {
-	wa_begin_event(w, "change", value);
-	wa_setstr(w, "type", field);
-	if (value && w->t->nodes[value].type != WA_J_NULL) {
-		wa_tape_push(w->L, w->t, value);
-		lua_setfield(w->L, -2, "value");
-	}
-	if (wa_type(w->t, value) == WA_J_OBJ)
-		wa_copystr(w, value, "event", WA_KEY("event"));
+	int ty = wa_type(w->t, value);
+	wa_begin_event(w, K_change, value);
+	wa_setstr(w, K_type, field);
+	/* A container value is lazy (wa_event_index); a scalar is stored now. */
+	if (ty != WA_J_OBJ && ty != WA_J_ARR)
+		wa_setany(w, K_value, value);
+	if (ty == WA_J_OBJ)
+		wa_setstr(w, K_event, wa_get(w->t, value, WA_KEY("event")));
 	wa_end_event(w);
 }
 
 /*
- * Check that member key of value is absent or an array of objects; sets *arr.
- * Returns 0 (with the error recorded) when it is not.
+ * Check that a (member key of the value, or 0) is absent or an array of
+ * objects.  Returns 0 (with the error recorded) when it is not.
  */
-static int wa_check_list(wa_walk *w, uint32_t value, const char *key, size_t klen, uint32_t *arr)
+static int wa_check_list(wa_walk *w, uint32_t a, const char *key)
 {
 	const wa_tape *t = w->t;
-	uint32_t a = wa_get(t, value, key, klen), j;
-	size_t base = strlen(w->path);
+	uint32_t j;
 	int k = 1;
-	*arr = 0;
 	if (!a)
 		return 1;
-	if (t->nodes[a].type != WA_J_ARR) {
-		snprintf(w->path + base, sizeof w->path - base, ".%s", key);
-		return wa_fail(w, NULL, "expected an array");
-	}
-	for (j = a + 1; j < t->nodes[a].u.c.next; j = wa_jskip(t, j), k++) {
-		if (t->nodes[j].type != WA_J_OBJ) {
-			snprintf(w->path + base, sizeof w->path - base, ".%s[%d]", key, k);
-			return wa_fail(w, NULL, "expected an object");
-		}
-	}
-	*arr = a;
+	if (t->nodes[a].type != WA_J_ARR)
+		return wa_fail(w, "expected an array", ".value.%s", key);
+	for (j = a + 1; j < t->nodes[a].u.c.next; j = wa_jskip(t, j), k++)
+		if (t->nodes[j].type != WA_J_OBJ)
+			return wa_fail(w, "expected an object", ".value.%s[%d]", key, k);
 	return 1;
 }
 
+/* Members of a change's value the walk reads. */
+static const wa_name wa_value_names[] = {WA_N("metadata"), WA_N("messages"), WA_N("statuses"),
+					 WA_N("errors"), WA_N("contacts")};
+enum { V_METADATA, V_MESSAGES, V_STATUSES, V_ERRORS, V_CONTACTS, V_N };
+
 /* A `messages` change: fan out messages, statuses and errors. */
-static int wa_messages_change(wa_walk *w, uint32_t value, uint32_t field)
+static int wa_messages_change(wa_walk *w, uint32_t value, uint32_t field, const uint32_t *v)
 {
 	const wa_tape *t = w->t;
-	uint32_t msgs, sts, errs, contacts, j;
-	size_t base = strlen(w->path);
+	uint32_t msgs = v[V_MESSAGES], sts = v[V_STATUSES], errs = v[V_ERRORS], j;
 	if (wa_type(t, value) != WA_J_OBJ) {
 		/* Nothing to fan out, but nothing to drop either. */
 		wa_change_event(w, value, field);
 		return 1;
 	}
-	snprintf(w->path + base, sizeof w->path - base, ".value");
-	if (!wa_check_list(w, value, WA_KEY("messages"), &msgs) ||
-	    !wa_check_list(w, value, WA_KEY("statuses"), &sts) ||
-	    !wa_check_list(w, value, WA_KEY("errors"), &errs))
+	if (!wa_check_list(w, msgs, "messages") || !wa_check_list(w, sts, "statuses") ||
+	    !wa_check_list(w, errs, "errors"))
 		return 0;
-	w->path[base] = '\0';
 	if (!msgs && !sts && !errs) {
 		wa_change_event(w, value, field);
 		return 1;
 	}
-	contacts = wa_get(t, value, WA_KEY("contacts"));
+	w->contacts = v[V_CONTACTS];
+	w->ncontacts = -1;
+	lua_pushnil(w->L);
+	w->ctabs = lua_gettop(w->L);
 	if (msgs)
 		for (j = msgs + 1; j < t->nodes[msgs].u.c.next; j = wa_jskip(t, j))
-			wa_message_event(w, j, contacts);
+			wa_message_event(w, j);
 	if (sts)
 		for (j = sts + 1; j < t->nodes[sts].u.c.next; j = wa_jskip(t, j))
-			wa_status_event(w, j, contacts);
+			wa_status_event(w, j);
 	if (errs)
 		for (j = errs + 1; j < t->nodes[errs].u.c.next; j = wa_jskip(t, j))
 			wa_error_event(w, j);
@@ -729,48 +978,55 @@ static int wa_slot(wa_walk *w, uint32_t i)
 
 static int wa_walk_envelope(wa_walk *w)
 {
+	static const wa_name enames[] = {WA_N("id"), WA_N("time"), WA_N("changes")};
+	static const wa_name cnames[] = {WA_N("field"), WA_N("value")};
+	static const wa_name mnames[] = {WA_N("phone_number_id"), WA_N("display_phone_number")};
 	const wa_tape *t = w->t;
 	lua_State *L = w->L;
 	uint32_t obj, entry, e, c;
 	int ei = 1;
 
 	if (t->nodes[0].type != WA_J_OBJ)
-		return wa_fail(w, NULL, "payload is not a JSON object");
+		return wa_fail(w, "payload is not a JSON object", NULL);
 	obj = wa_get(t, 0, WA_KEY("object"));
 	if (obj && !wa_streq(t, obj, WA_KEY("whatsapp_business_account")))
-		return wa_fail(w, "object", "not a WhatsApp Business Account webhook");
+		return wa_fail(w, "not a WhatsApp Business Account webhook", "object");
 	entry = wa_get(t, 0, WA_KEY("entry"));
 	if (wa_type(t, entry) != WA_J_ARR)
-		return wa_fail(w, "entry", entry ? "expected an array" : "missing");
+		return wa_fail(w, entry ? "expected an array" : "missing", "entry");
 
 	for (e = entry + 1; e < t->nodes[entry].u.c.next; e = wa_jskip(t, e), ei++) {
-		uint32_t changes;
+		uint32_t em[3], changes;
 		int top = lua_gettop(L), ci = 1;
-		snprintf(w->path, sizeof w->path, "entry[%d]", ei);
+		w->ei = ei;
+		w->ci = 0;
 		if (t->nodes[e].type != WA_J_OBJ)
-			return wa_fail(w, NULL, "expected an object");
-		w->s_waba = wa_slot(w, wa_get(t, e, WA_KEY("id")));
-		w->has_time = wa_toint(t, wa_get(t, e, WA_KEY("time")), &w->entry_time);
-		changes = wa_get(t, e, WA_KEY("changes"));
+			return wa_fail(w, "expected an object", NULL);
+		wa_scan(t, e, enames, 3, em);
+		w->s_waba = wa_slot(w, em[0]);
+		w->has_time = wa_toint(t, em[1], &w->entry_time);
+		changes = em[2];
 		if (changes && t->nodes[changes].type != WA_J_ARR)
-			return wa_fail(w, ".changes", "expected an array");
+			return wa_fail(w, "expected an array", ".changes");
 		if (changes) {
 			for (c = changes + 1; c < t->nodes[changes].u.c.next; c = wa_jskip(t, c), ci++) {
-				uint32_t field, value, meta;
+				uint32_t cm[2], vm[V_N], mm[2], field, value;
 				int ctop = lua_gettop(L);
-				snprintf(w->path, sizeof w->path, "entry[%d].changes[%d]", ei, ci);
+				w->ci = ci;
 				if (t->nodes[c].type != WA_J_OBJ)
-					return wa_fail(w, NULL, "expected an object");
-				field = wa_get(t, c, WA_KEY("field"));
+					return wa_fail(w, "expected an object", NULL);
+				wa_scan(t, c, cnames, 2, cm);
+				field = cm[0];
+				value = cm[1];
 				if (wa_type(t, field) != WA_J_STR)
-					return wa_fail(w, ".field", field ? "expected a string" : "missing");
-				value = wa_get(t, c, WA_KEY("value"));
-				meta = wa_geto(t, wa_type(t, value) == WA_J_OBJ ? value : 0, WA_KEY("metadata"));
+					return wa_fail(w, field ? "expected a string" : "missing", ".field");
+				wa_scan(t, value, wa_value_names, V_N, vm);
+				wa_scan(t, wa_obj(t, vm[V_METADATA]), mnames, 2, mm);
 				w->s_field = wa_slot(w, field);
-				w->s_pnid = wa_slot(w, wa_gets(t, meta, WA_KEY("phone_number_id")));
-				w->s_dpn = wa_slot(w, wa_gets(t, meta, WA_KEY("display_phone_number")));
+				w->s_pnid = wa_slot(w, wa_str(t, mm[0]));
+				w->s_dpn = wa_slot(w, wa_str(t, mm[1]));
 				if (wa_streq(t, field, WA_KEY("messages"))) {
-					if (!wa_messages_change(w, value, field))
+					if (!wa_messages_change(w, value, field, vm))
 						return 0;
 				} else {
 					wa_change_event(w, value, field);
@@ -784,43 +1040,188 @@ static int wa_walk_envelope(wa_walk *w)
 	return 1;
 }
 
+/* About how many events the payload makes (a size hint; never walks far). */
+static int wa_count_events(const wa_tape *t)
+{
+	uint32_t entry = wa_get(t, 0, WA_KEY("entry")), e, c;
+	size_t n = 0;
+	if (wa_type(t, entry) != WA_J_ARR)
+		return 0;
+	for (e = entry + 1; e < t->nodes[entry].u.c.next; e = wa_jskip(t, e)) {
+		uint32_t changes = e && t->nodes[e].type == WA_J_OBJ ? wa_get(t, e, WA_KEY("changes")) : 0;
+		if (wa_type(t, changes) != WA_J_ARR)
+			continue;
+		for (c = changes + 1; c < t->nodes[changes].u.c.next; c = wa_jskip(t, c)) {
+			uint32_t v = t->nodes[c].type == WA_J_OBJ ? wa_geto(t, c, WA_KEY("value")) : 0;
+			uint32_t m[V_N];
+			size_t k = 0;
+			int i;
+			wa_scan(t, v, wa_value_names, V_N, m);
+			for (i = V_MESSAGES; i <= V_ERRORS; i++)
+				if (wa_type(t, m[i]) == WA_J_ARR)
+					k += t->nodes[m[i]].len;
+			n += k ? k : 1;
+		}
+	}
+	return n > 100000 ? 100000 : (int)n;
+}
+
 /* ---- the Lua side -------------------------------------------------------- */
 
-/*
- * __index of every event: decodes `raw` from the event's byte span with the
- * decoder given to parse (upvalue 1) over the body (upvalue 2), the span
- * coming from the batch's span table (upvalue 3), then caches it in the
- * event.  Any other missing key is nil.
- */
-static int wa_raw_index(lua_State *L)
+/* The span of event 1 from metatable mt (at mt_idx): 1 when it has one. */
+static int wa_event_span(lua_State *L, int mt_idx, lua_Number *first, lua_Number *last, int *done)
 {
-	size_t klen;
-	const char *k = lua_tolstring(L, 2, &klen);
-	lua_Number first, last;
-	if (lua_type(L, 2) != LUA_TSTRING || klen != 3 || memcmp(k, "raw", 3) != 0)
-		return 0;
+	int ok = 1;
 	lua_pushvalue(L, 1);
-	lua_rawget(L, lua_upvalueindex(3));
+	lua_rawget(L, mt_idx);
 	if (lua_type(L, -1) == LUA_TNUMBER) {
 		lua_Number v = lua_tonumber(L, -1);
-		first = (lua_Number)(long long)(v / WA_SPAN_LIMIT);
-		last = v - first * WA_SPAN_LIMIT;
+		*done = v < 0;
+		if (v < 0)
+			v = -v;
+		*first = (lua_Number)(long long)(v / WA_SPAN_LIMIT);
+		*last = v - *first * WA_SPAN_LIMIT;
 	} else if (lua_type(L, -1) == LUA_TTABLE) {
 		lua_rawgeti(L, -1, 1);
 		lua_rawgeti(L, -2, 2);
-		first = lua_tonumber(L, -2);
-		last = lua_tonumber(L, -1);
+		lua_rawgeti(L, -3, 3);
+		*first = lua_tonumber(L, -3);
+		*last = lua_tonumber(L, -2);
+		*done = lua_toboolean(L, -1);
+		lua_pop(L, 3);
 	} else {
-		return 0;
+		ok = 0;
 	}
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_pushvalue(L, lua_upvalueindex(2));
-	lua_pushnumber(L, first + 1);
-	lua_pushnumber(L, last);
-	lua_call(L, 3, 1);
-	lua_pushliteral(L, "raw");
-	lua_pushvalue(L, -2);
-	lua_rawset(L, 1);
+	lua_pop(L, 1);
+	return ok;
+}
+
+/* Mark event 1's lazy fields as decoded, in metatable mt (at mt_idx). */
+static void wa_event_done(lua_State *L, int mt_idx)
+{
+	lua_pushvalue(L, 1);
+	lua_rawget(L, mt_idx);
+	if (lua_type(L, -1) == LUA_TNUMBER) {
+		lua_Number v = lua_tonumber(L, -1);
+		lua_pop(L, 1);
+		lua_pushvalue(L, 1);
+		lua_pushnumber(L, -v);
+		lua_rawset(L, mt_idx);
+	} else {
+		lua_pushboolean(L, 1);
+		lua_rawseti(L, -2, 3);
+		lua_pop(L, 1);
+	}
+}
+
+/* The lazy generic copies of each event kind (doc/events.md). */
+static const char *const wa_lazy_message[] = {"referral", "identity", NULL};
+static const char *const wa_lazy_status[] = {"conversation", "pricing", NULL};
+static const char *const wa_lazy_change[] = {"value", NULL};
+
+/*
+ * Decode event 1's lazy fields from its span [first, last) of the body in
+ * metatable mt (at mt_idx), with the hook's parser when it is free, and store
+ * them in the event.
+ */
+static void wa_event_decode(lua_State *L, int mt_idx, const char *const *names, int whole,
+			    lua_Number first, lua_Number last)
+{
+	size_t blen;
+	const char *body;
+	wa_parser *p = NULL;
+	char err[200];
+	int ok;
+	lua_rawgeti(L, mt_idx, 1);
+	body = lua_tolstring(L, -1, &blen);
+	if (body == NULL || first < 0 || last > (lua_Number)blen || first >= last)
+		return;
+	lua_rawgeti(L, mt_idx, 3);
+	p = (wa_parser *)luaL_testudata(L, -1, WA_PARSER_MT);
+	if (p == NULL || p->busy || p->closed) {
+		lua_pop(L, 1);
+		p = wa_push_parser(L);
+	}
+	p->busy = 1;
+	ok = wa_tape_parse(&p->tape, body + (size_t)first, (size_t)(last - first), err, sizeof err);
+	if (ok) {
+		if (whole) {
+			lua_pushstring(L, names[0]);
+			wa_tape_push(L, &p->tape, 0);
+			lua_rawset(L, 1);
+		} else {
+			for (; *names != NULL; names++) {
+				uint32_t v = wa_get(&p->tape, 0, *names, strlen(*names));
+				if (v && p->tape.nodes[v].type != WA_J_NULL) {
+					lua_pushstring(L, *names);
+					wa_tape_push(L, &p->tape, v);
+					lua_rawset(L, 1);
+				}
+			}
+		}
+		wa_event_done(L, mt_idx);
+	}
+	p->busy = 0;
+}
+
+/*
+ * __index of every event.  `raw` is decoded from the event's byte span with
+ * the decoder given to parse (mt[2]) over the body (mt[1]), then cached in the
+ * event.  The lazy generic copies of the event's kind are decoded, all at
+ * once, with our own decoder (the same as an eager copy), then stored in the
+ * event.  Any other missing key is nil.
+ */
+static int wa_event_index(lua_State *L)
+{
+	size_t klen;
+	const char *k, *kind;
+	const char *const *names = NULL;
+	lua_Number first, last;
+	int done, i, whole = 0;
+	if (lua_type(L, 2) != LUA_TSTRING)
+		return 0;
+	k = lua_tolstring(L, 2, &klen);
+	if (klen < 3 || klen > 12 || !lua_getmetatable(L, 1))
+		return 0;
+	lua_settop(L, 3);
+	if (klen == 3 && memcmp(k, "raw", 3) == 0) {
+		if (!wa_event_span(L, 3, &first, &last, &done))
+			return 0;
+		lua_rawgeti(L, 3, 2);
+		if (lua_isnil(L, -1))
+			return 0;
+		lua_rawgeti(L, 3, 1);
+		lua_pushnumber(L, first + 1);
+		lua_pushnumber(L, last);
+		lua_call(L, 3, 1);
+		lua_pushliteral(L, "raw");
+		lua_pushvalue(L, -2);
+		lua_rawset(L, 1);
+		return 1;
+	}
+	lua_pushliteral(L, "kind");
+	lua_rawget(L, 1);
+	kind = lua_tostring(L, -1);
+	if (kind == NULL)
+		return 0;
+	if (strcmp(kind, "message") == 0)
+		names = wa_lazy_message;
+	else if (strcmp(kind, "status") == 0)
+		names = wa_lazy_status;
+	else if (strcmp(kind, "change") == 0)
+		names = wa_lazy_change, whole = 1;
+	else
+		return 0;
+	for (i = 0; names[i] != NULL; i++)
+		if (strlen(names[i]) == klen && memcmp(names[i], k, klen) == 0)
+			break;
+	if (names[i] == NULL)
+		return 0;
+	if (!wa_event_span(L, 3, &first, &last, &done) || done)
+		return 0;
+	wa_event_decode(L, 3, names, whole, first, last);
+	lua_settop(L, 2);
+	lua_rawget(L, 1);
 	return 1;
 }
 
@@ -838,10 +1239,7 @@ static wa_parser *wa_parser_check(lua_State *L, int idx)
  */
 static int wa_webhook_parser(lua_State *L)
 {
-	wa_parser *p = (wa_parser *)lua_newuserdata(L, sizeof *p);
-	memset(p, 0, sizeof *p);
-	luaL_getmetatable(L, WA_PARSER_MT);
-	lua_setmetatable(L, -2);
+	wa_push_parser(L);
 	return 1;
 }
 
@@ -850,6 +1248,7 @@ static int wa_webhook_parser(lua_State *L)
  * raw_decoder(body, first, last) is called on first access of ev.raw;
  * error_mt becomes the metatable of every error table.  Raises on a
  * non-string body or wrong argument types; never raises for bad JSON.
+ * Upvalue 1: the constants table.
  */
 static int wa_parser_parse(lua_State *L)
 {
@@ -857,42 +1256,62 @@ static int wa_parser_parse(lua_State *L)
 	size_t len;
 	const char *body = luaL_checklstring(L, 2, &len);
 	wa_walk w;
-	int ok;
+	int ok, n;
 
-	memset(&w, 0, sizeof w);
 	if (!lua_isnoneornil(L, 3))
 		luaL_checktype(L, 3, LUA_TFUNCTION);
 	if (!lua_isnoneornil(L, 4))
 		luaL_checktype(L, 4, LUA_TTABLE);
 	lua_settop(L, 4);
-	if (!lua_isnil(L, 4))
-		w.errmt = 4;
+	memset(&w, 0, sizeof w);
+	/*
+	 * The tape is in use further up the C stack (a finalizer run by the
+	 * collector called us during a parse or a lazy decode), or an error
+	 * interrupted its last user: parse with buffers of our own.
+	 */
+	if (p->busy) {
+		p = wa_push_parser(L);
+		lua_replace(L, 1);
+	}
+	p->busy = 1;
 	if (!wa_tape_parse(&p->tape, body, len, w.err, sizeof w.err)) {
+		p->busy = 0;
 		lua_pushnil(L);
 		lua_pushstring(L, w.err);
 		lua_pushliteral(L, "");
 		return 3;
 	}
+	luaL_checkstack(L, 40, "webhook parse");
 	w.L = L;
 	w.t = &p->tape;
-	if (!lua_isnil(L, 3)) {
-		lua_newtable(L);
-		w.spans = lua_gettop(L);
-		lua_createtable(L, 0, 1); /* the batch's shared metatable */
-		lua_pushvalue(L, 3);
-		lua_pushvalue(L, 2);
-		lua_pushvalue(L, w.spans);
-		lua_pushcclosure(L, wa_raw_index, 3);
-		lua_setfield(L, -2, "__index");
-		w.rawfn = lua_gettop(L);
-	}
-	lua_newtable(L);
+	w.p = p;
+	w.consts = lua_upvalueindex(1);
+	n = wa_count_events(&p->tape);
+	/* The batch's shared metatable: __index, body, raw decoder, parser, spans. */
+	lua_createtable(L, 3, n + 1);
+	lua_pushliteral(L, "__index");
+	lua_rawgeti(L, w.consts, WA_CONST_INDEXFN);
+	lua_rawset(L, -3);
+	lua_pushvalue(L, 2);
+	lua_rawseti(L, -2, 1);
+	lua_pushvalue(L, 3);
+	lua_rawseti(L, -2, 2);
+	lua_pushvalue(L, 1);
+	lua_rawseti(L, -2, 3);
+	w.mt = lua_gettop(L);
+	lua_createtable(L, n, 0);
 	w.events = lua_gettop(L);
 	ok = wa_walk_envelope(&w);
 	lua_settop(L, w.events);
+	p->busy = 0;
 	/* A huge body should not pin its buffers for the life of the hook. */
-	if (p->tape.cap * sizeof(wa_jnode) + p->tape.acap > WA_KEEP_BYTES)
+	if (p->tape.cap * sizeof(wa_jnode) + p->tape.acap + p->ccap * sizeof(wa_contact) >
+	    WA_KEEP_BYTES) {
 		wa_tape_free(&p->tape);
+		free(p->contacts);
+		p->contacts = NULL;
+		p->ccap = 0;
+	}
 	if (!ok) {
 		lua_pushnil(L);
 		lua_pushstring(L, w.err);
@@ -907,6 +1326,9 @@ static int wa_parser__gc(lua_State *L)
 {
 	wa_parser *p = (wa_parser *)luaL_checkudata(L, 1, WA_PARSER_MT);
 	wa_tape_free(&p->tape);
+	free(p->contacts);
+	p->contacts = NULL;
+	p->ccap = 0;
 	p->closed = 1;
 	return 0;
 }
@@ -922,8 +1344,7 @@ static int wa_webhook_json_decode(lua_State *L)
 	char err[200];
 	wa_parser *p;
 	lua_settop(L, 1);
-	wa_webhook_parser(L);
-	p = (wa_parser *)lua_touserdata(L, 2);
+	p = wa_push_parser(L);
 	if (!wa_tape_parse(&p->tape, text, len, err, sizeof err)) {
 		wa_tape_free(&p->tape);
 		lua_pushnil(L);
@@ -948,8 +1369,17 @@ static const luaL_Reg wa_webhook_funcs[] = {
 void wa_webhook_open(lua_State *L)
 {
 	if (luaL_newmetatable(L, WA_PARSER_MT)) {
+		int i;
 		lua_newtable(L);
-		wa_setfuncs(L, wa_parser_methods, 0);
+		/* the constants table, shared by the methods as upvalue 1 */
+		lua_createtable(L, WA_CONST_INDEXFN, 0);
+		for (i = 0; i < K__COUNT; i++) {
+			lua_pushstring(L, wa_strings[i]);
+			lua_rawseti(L, -2, i + 1);
+		}
+		lua_pushcfunction(L, wa_event_index);
+		lua_rawseti(L, -2, WA_CONST_INDEXFN);
+		wa_setfuncs(L, wa_parser_methods, 1);
 		lua_setfield(L, -2, "__index");
 		lua_pushcfunction(L, wa_parser__gc);
 		lua_setfield(L, -2, "__gc");

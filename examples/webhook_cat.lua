@@ -30,12 +30,13 @@ local function read(path)
   return data
 end
 
--- Print one event per line. `raw` is a lazy field: ask for it explicitly.
+-- Print one event per line. `raw`, `conversation`, `value`... are lazy fields
+-- (pairs does not list them until they are read): ask for them explicitly.
 local function print_events(events)
   for _, ev in ipairs(events) do
     local out = {}
     for k, v in pairs(ev) do out[k] = v end
-    out.raw = ev.raw
+    for _, k in ipairs(webhook.LAZY_FIELDS) do out[k] = ev[k] end
     io.write(cjson.encode(out), "\n")
   end
 end

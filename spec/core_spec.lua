@@ -136,6 +136,72 @@ describe("whatsapp.core", function()
     end)
   end)
 
+  describe("lazy generic copies", function()
+    local hook = webhook.new{ app_secret = helpers.SECRET }
+    local function parse(name)
+      local body = helpers.fixture_raw("webhooks/" .. name)
+      return assert(hook:parse(body, helpers.signed(body))), cjson.decode(body)
+    end
+
+    it("status conversation and pricing: decoded on access, then plain fields", function()
+      local evs, doc = parse("statuses_delivered_cbp.json")
+      local ev, src = evs[1], doc.entry[1].changes[1].value.statuses[1]
+      assert.is_nil(rawget(ev, "conversation"))
+      assert.is_nil(rawget(ev, "pricing"))
+      local listed = {}
+      for k in pairs(ev) do listed[k] = true end
+      assert.is_nil(listed.conversation)
+      assert.same(src.conversation, ev.conversation)
+      assert.same(src.pricing, ev.pricing)
+      assert.equal(ev.conversation, rawget(ev, "conversation"))
+      assert.equal(ev.pricing, rawget(ev, "pricing"))
+      -- separate tables from raw's
+      assert.same(src, ev.raw)
+      assert.not_equal(ev.raw.conversation, ev.conversation)
+    end)
+
+    it("absent stays absent, however often it is asked for", function()
+      local ev = parse("statuses_read_no_pricing.json")[1]
+      for _ = 1, 3 do
+        assert.is_nil(ev.pricing)
+        assert.is_nil(ev.conversation)
+      end
+      assert.is_nil(ev.referral) -- not a status field, even if the source had one
+    end)
+
+    it("message referral and change value", function()
+      local evs, doc = parse("messages_text_referral_ctwa_ad.json")
+      assert.same(doc.entry[1].changes[1].value.messages[1].referral, evs[1].referral)
+      assert.is_nil(evs[1].identity)
+      assert.is_nil(evs[1].conversation)
+      evs, doc = parse("account_update_pricing_tier.json")
+      assert.equal("change", evs[1].kind)
+      assert.is_nil(rawget(evs[1], "value"))
+      assert.same(doc.entry[1].changes[1].value, evs[1].value)
+    end)
+
+    it("work after the hook is closed and the body collected", function()
+      local ev
+      do
+        local body = helpers.fixture_raw("webhooks/statuses_delivered_cbp.json")
+        local h = webhook.new{ app_secret = helpers.SECRET }
+        ev = assert(h:parse(body, helpers.signed(body)))[1]
+        h:close()
+      end
+      collectgarbage(); collectgarbage()
+      assert.equal("table", type(ev.pricing))
+      assert.equal("table", type(ev.conversation))
+    end)
+
+    it("webhook.LAZY_FIELDS names them", function()
+      local set = {}
+      for _, k in ipairs(webhook.LAZY_FIELDS) do set[k] = true end
+      for _, k in ipairs{ "raw", "referral", "identity", "conversation", "pricing", "value" } do
+        assert.is_true(set[k], k)
+      end
+    end)
+  end)
+
   describe("json_decode", function()
     it("decodes strictly", function()
       assert.same({ a = { 1, 2.5, "x", true } }, core.json_decode('{"a":[1,2.5,"x",true]}'))

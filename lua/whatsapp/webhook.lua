@@ -25,6 +25,10 @@ webhook.MAX_BODY = 3 * 1024 * 1024
 --- What JSON `null` becomes inside the generic sub-tables of events (equal to `cjson.null`).
 webhook.null = core.null
 
+--- The event fields decoded on first access (doc/events.md, "Lazy fields"): reading one gives
+-- the same value an eager copy would, but `pairs` lists it only once it has been read.
+webhook.LAZY_FIELDS = { "raw", "referral", "identity", "conversation", "pricing", "value" }
+
 -- raw is decoded on first access, from the event's own bytes of the body, with
 -- a private lua-cjson instance (so the application's cjson settings stay its own).
 local raw_decode
@@ -118,15 +122,18 @@ end
 -- The X-Hub-Signature-256 value from a header table, matched without regard to
 -- case. Returns the value, or nil and a reason.
 local SIG = "x-hub-signature-256"
+local SIG_CANON = "X-Hub-Signature-256"
 local SIGLEN = #SIG
 local function signature_header(headers)
   if headers == nil then return nil, "missing X-Hub-Signature-256 header" end
   if type(headers) ~= "table" then error("hook:parse: headers must be a table", 3) end
-  -- Scan every name (a length test first keeps this cheap): the same header
-  -- under two spellings is as ambiguous as a repeated one.
+  -- Scan every name (the two usual spellings compare as they are, others get a
+  -- length test first): the same header under two spellings is as ambiguous as
+  -- a repeated one.
   local v
   for k, hv in pairs(headers) do
-    if type(k) == "string" and #k == SIGLEN and lower(k) == SIG then
+    if k == SIG or k == SIG_CANON
+      or (type(k) == "string" and #k == SIGLEN and lower(k) == SIG) then
       if v ~= nil then return nil, "X-Hub-Signature-256 header given twice" end
       v = hv
     end
