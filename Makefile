@@ -57,7 +57,7 @@ help:
 	@echo "make deps         install the Debian packages the project needs (as root)"
 	@echo "make / make LUA=luajit   build whatsapp.core for Lua 5.4 / LuaJIT"
 	@echo "make spec spec-luajit lint asan valgrind rock   the parts of make test"
-	@echo "make bench        the benchmarks;  make fuzz FUZZ_SECONDS=60   the fuzzer"
+	@echo "make bench        the benchmarks (webhook parse; HTTP out and in);  make fuzz FUZZ_SECONDS=60"
 
 deps:
 	@sh .ci/deps.sh
@@ -113,6 +113,7 @@ nginx-test: build
 bench: build
 	$(MAKE) build LUA=luajit
 	bash bench/run.sh
+	bash bench/http.sh
 
 FUZZ_SECONDS ?= 60
 fuzz:
