@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -308,7 +309,7 @@ static void wa_xfer_free(wa_session *s, wa_xfer *x, int failed)
 	wa_buf_free(&x->body);
 	wa_buf_free(&x->hdr);
 	if (x->easy != NULL) {
-		if (s->npool < WA_POOL_MAX && s->lp != NULL) {
+		if (s != NULL && s->npool < WA_POOL_MAX && s->lp != NULL) {
 			curl_easy_reset(x->easy);
 			s->pool[s->npool++] = x->easy;
 		} else {
@@ -485,10 +486,16 @@ static int wa_xfer_deliver(lua_State *T)
 		const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(d->rc);
 		lua_pushnil(T);
 		lua_pushstring(T, code);
-		if (x->too_large)
-			lua_pushfstring(T, "response larger than %d bytes", (int)x->max_size);
-		else
+		if (x->too_large || d->rc == CURLE_FILESIZE_EXCEEDED) {
+			/* Both ways over max_size (the write callback counting a
+			 * chunked body, or libcurl seeing Content-Length) say the same. */
+			char msg[64];
+			snprintf(msg, sizeof msg, "response larger than %lld bytes",
+				 (long long)x->max_size);
+			lua_pushstring(T, msg);
+		} else {
 			lua_pushstring(T, detail);
+		}
 		lua_call(T, 4, 0);
 	}
 	return 0;
@@ -522,9 +529,16 @@ static void wa_check_done(wa_session *s)
 		wa_xfer_unlink(s, x);
 		lp->alive--;
 		failed = d.rc != CURLE_OK || x->too_large || x->io_failed;
-		if (!failed && x->out != NULL && fflush(x->out) != 0) {
-			x->io_failed = 1;
-			failed = 1;
+		/* The download file is complete, or gone, before Lua hears of it:
+		 * a task resumed by the dispatch may look at it at once. */
+		if (x->out != NULL) {
+			if (fclose(x->out) != 0 && !failed) {
+				x->io_failed = 1;
+				failed = 1;
+			}
+			x->out = NULL;
+			if (failed)
+				unlink(x->out_path);
 		}
 		ref = x->ref;
 		wa_loop_call(lp, wa_xfer_deliver, &d);
@@ -533,18 +547,28 @@ static void wa_check_done(wa_session *s)
 		wa_xfer_free(s, x, failed);
 	}
 	s->busy--;
-	if (s->closing && s->busy == 0)
+	if (s->closing && s->busy == 0) {
+		/* close() or __gc came during a dispatch: the userdata may be
+		 * gone already, the struct is ours to free. */
 		wa_session_cleanup(s, lp->T);
+		free(s);
+	}
 }
 
 /* ---- the Session object ----------------------------------------------------- */
 
+/* The userdata holds a pointer: a session closed or collected while one of
+ * its dispatches runs (busy) must outlive the userdata until that returns. */
+typedef struct {
+	wa_session *s; /* NULL once closed */
+} wa_session_ud;
+
 static wa_session *wa_session_check(lua_State *L, int idx)
 {
-	wa_session *s = (wa_session *)luaL_checkudata(L, idx, WA_SESSION_MT);
-	if (s->lp == NULL || s->closing)
+	wa_session_ud *u = (wa_session_ud *)luaL_checkudata(L, idx, WA_SESSION_MT);
+	if (u->s == NULL)
 		luaL_argerror(L, idx, "session is closed");
-	return s;
+	return u->s;
 }
 
 static const char *wa_optfield_str(lua_State *L, int t, const char *k)
@@ -590,6 +614,7 @@ static long wa_ms(lua_Number secs)
 static int wa_session_new(lua_State *L)
 {
 	wa_loop *lp = wa_loop_check(L, 1);
+	wa_session_ud *u;
 	wa_session *s;
 	const char *ca_file = NULL, *ca_path = NULL, *ua = NULL;
 	long max_host = 0, max_total = 0;
@@ -611,10 +636,14 @@ static int wa_session_new(lua_State *L)
 			verify = lua_toboolean(L, -1);
 		lua_pop(L, 1);
 	}
-	s = (wa_session *)lua_newuserdata(L, sizeof *s);
-	memset(s, 0, sizeof *s);
+	u = (wa_session_ud *)lua_newuserdata(L, sizeof *u);
+	u->s = NULL;
 	luaL_getmetatable(L, WA_SESSION_MT);
 	lua_setmetatable(L, -2);
+	s = (wa_session *)calloc(1, sizeof *s);
+	if (s == NULL)
+		return luaL_error(L, "out of memory");
+	u->s = s; /* from here __gc frees whatever was made */
 	lua_pushvalue(L, 1);
 	wa_setuservalue(L, -2); /* the session keeps its Loop userdata */
 	s->lp = lp;
@@ -705,7 +734,7 @@ static void wa_add_mime(lua_State *L, wa_xfer *x)
 			luaL_error(L, "multipart[%d].name is required", i);
 		curl_mime_name(part, name);
 		file = wa_optfield_str(L, -1, "file");
-		lua_getfield(L, -2, "data");
+		lua_getfield(L, -1, "data"); /* the part is on top */
 		if (file != NULL && !lua_isnil(L, -1))
 			luaL_error(L, "multipart[%d]: give data or file, not both", i);
 		if (file != NULL) {
@@ -743,7 +772,7 @@ static int wa_holder__gc(lua_State *L)
 	if (h->x != NULL) {
 		wa_xfer *x = h->x;
 		h->x = NULL;
-		wa_xfer_free(x->s, x, 1);
+		wa_xfer_free(NULL, x, 1); /* its session may be gone by now */
 	}
 	return 0;
 }
@@ -765,14 +794,17 @@ static int wa_build(lua_State *L, wa_session *s, wa_xfer *x)
 	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_SHARE, s->share);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, wa_write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, wa_header_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, s->user_agent);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	/* Wait for a connection being set up to learn whether it multiplexes (h2)
+	 * only where h2 can be offered (https, ALPN): on plain http it would hold
+	 * every concurrent request to a host until the first response arrived. */
+	if (strncasecmp(url, "https:", 6) == 0)
+		curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -901,6 +933,9 @@ static int wa_build(lua_State *L, wa_session *s, wa_xfer *x)
 			return 1;
 		}
 	}
+	/* Last: a request that raised above never held the share (its holder may
+	 * be collected after the session is gone). */
+	curl_easy_setopt(e, CURLOPT_SHARE, s->share);
 	return 0;
 }
 
@@ -937,8 +972,11 @@ static int wa_session_submit(lua_State *L)
 		return 3;
 	}
 	lua_settop(L, 4);
-	if (curl_multi_add_handle(s->multi, x->easy) != CURLM_OK)
+	if (curl_multi_add_handle(s->multi, x->easy) != CURLM_OK) {
+		h->x = NULL;
+		wa_xfer_free(s, x, 1);
 		return luaL_error(L, "curl_multi_add_handle failed");
+	}
 	h->x = NULL; /* the session owns it now */
 	lua_pushvalue(L, 3);
 	x->ref = wa_loop_ref(s->lp, L);
@@ -1026,14 +1064,17 @@ static void wa_session_cleanup(wa_session *s, lua_State *L)
  * Safe twice, and from inside a dispatch of this session. */
 static int wa_session__gc(lua_State *L)
 {
-	wa_session *s = (wa_session *)luaL_checkudata(L, 1, WA_SESSION_MT);
-	if (s->lp == NULL)
+	wa_session_ud *u = (wa_session_ud *)luaL_checkudata(L, 1, WA_SESSION_MT);
+	wa_session *s = u->s;
+	if (s == NULL)
 		return 0;
+	u->s = NULL;
 	if (s->busy > 0) {
-		s->closing = 1; /* wa_check_done finishes it */
+		s->closing = 1; /* wa_check_done finishes it and frees s */
 		return 0;
 	}
 	wa_session_cleanup(s, L);
+	free(s);
 	return 0;
 }
 

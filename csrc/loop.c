@@ -468,6 +468,7 @@ static int wa_loop_timer(lua_State *L)
 {
 	wa_loop *lp = wa_loop_check(L, 1);
 	lua_Number secs = luaL_checknumber(L, 2);
+	int weak = lua_toboolean(L, 4); /* before anything is pushed at 4 */
 	wa_timer *t;
 	struct timeval tv;
 	luaL_argcheck(L, secs >= 0 && secs < 1e9, 2, "seconds out of range");
@@ -497,7 +498,7 @@ static int wa_loop_timer(lua_State *L)
 		return luaL_error(L, "evtimer_add failed");
 	}
 	t->pending = 1;
-	t->weak = lua_toboolean(L, 4);
+	t->weak = weak;
 	if (!t->weak)
 		lp->alive++;
 	return 1;

@@ -52,6 +52,7 @@ typedef struct {
 	wa_req *reqs;
 	char *health;                 /* path answered here, or NULL */
 	int draining;
+	int closing;                  /* close() waits for its 503s to be written */
 } wa_server;
 
 struct wa_req {
@@ -510,6 +511,13 @@ static void wa_drained_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (srv->lp != NULL && srv->http != NULL && srv->pending == 0 && srv->writing == 0) {
+		if (srv->closing) {
+			/* close() is done: its answers are out.  Nothing of this
+			 * server is on the stack (a turn of its own), so the anchor
+			 * can go too. */
+			wa_server_free(srv, srv->lp->T);
+			return;
+		}
 		evhttp_free(srv->http); /* closes idle kept-alive connections */
 		srv->http = NULL;
 		/* The userdata stays anchored until close(): dropping the anchor
@@ -664,11 +672,38 @@ static int wa_server__gc(lua_State *L)
 	return 0;
 }
 
+/* server:close(): stops listening and answers pending requests with 503 at
+ * once.  Freeing evhttp right away would drop those answers unwritten (the
+ * client would see an empty reply), so while any is being written the server
+ * stays anchored and wa_drained_cb frees it once they are out.  Safe twice. */
+static int wa_server_close(lua_State *L)
+{
+	wa_server *srv = (wa_server *)luaL_checkudata(L, 1, WA_SERVER_MT);
+	if (srv->lp == NULL || srv->closing)
+		return 0;
+	if (srv->http != NULL) {
+		srv->draining = 1; /* later requests on open connections: 503 */
+		wa_server_unlisten(srv);
+		while (srv->reqs != NULL) {
+			wa_req *w = srv->reqs;
+			struct evhttp_request *req = w->req;
+			wa_req_unlink(w);
+			wa_reply_plain(srv, req, 503, "Service Unavailable", "server closed\n", 1);
+		}
+		if (srv->writing > 0) {
+			srv->closing = 1;
+			return 0;
+		}
+	}
+	wa_server_free(srv, L);
+	return 0;
+}
+
 static const luaL_Reg wa_server_methods[] = {
 	{"port", wa_server_port},
 	{"pending", wa_server_pending},
 	{"drain", wa_server_drain},
-	{"close", wa_server__gc},
+	{"close", wa_server_close},
 	{NULL, NULL},
 };
 

@@ -39,6 +39,7 @@ local setmetatable, type = setmetatable, type
 local base = loop.core
 
 local RETRY = { timeout = true, connect = true, connection = true, resolve = false }
+local WEAK = { __mode = "k" }
 
 local function transport_error(code, message)
   return errors.new{
@@ -59,7 +60,8 @@ Session.__name = "whatsapp.http.Session"
 -- @return the session
 function http.session(opts)
   if opts ~= nil and type(opts) ~= "table" then error("http.session: table expected", 2) end
-  return setmetatable({ core = core.http_session(base, opts) }, Session)
+  -- waiting: token (the waiting coroutine or function) -> transfer id, for cancel
+  return setmetatable({ core = core.http_session(base, opts), waiting = setmetatable({}, WEAK) }, Session)
 end
 
 --- Send a request (see the module comment) and wait for its response.
@@ -67,14 +69,29 @@ end
 -- @return response, or nil and an error object
 function Session:request(req)
   if type(req) ~= "table" then error("request: table expected", 2) end
-  local s = self.core
+  local s, waiting = self.core, self.waiting
+  local mine
   local res, code, message = loop.await(function(token)
     local id, c, m = s:submit(req, token)
     if not id then return false, c, m end
+    mine = token
+    waiting[token] = id
     return true
   end)
+  if mine ~= nil then waiting[mine] = nil end
   if res then return res end
   return nil, transport_error(code, message)
+end
+
+--- Cancel the request `task` is waiting for in this session: it returns `nil, err`
+-- with code "aborted" (on the next loop turn). Returns true if there was one.
+-- @param task a task from `loop.spawn`
+-- @treturn boolean
+function Session:cancel(task)
+  if self.closed then return false end
+  local id = task and task.co and self.waiting[task.co]
+  if not id then return false end
+  return self.core:cancel(id)
 end
 
 --- Number of transfers in flight.
@@ -85,6 +102,7 @@ end
 --- Abort every transfer in flight (each ends with "aborted") and free the
 -- session. Safe to call twice.
 function Session:close()
+  self.closed = true
   self.core:close()
 end
 Session.__close = Session.close
@@ -104,6 +122,11 @@ end
 function http.request(req)
   if backend then return backend.request(req) end
   return http.default():request(req)
+end
+
+--- Cancel the request `task` is waiting for in the shared session (see Session:cancel).
+function http.cancel(task)
+  return default_session ~= nil and default_session:cancel(task) or false
 end
 
 --- Plug another transport in (a table with `request(req)` returning a
