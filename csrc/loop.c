@@ -237,7 +237,21 @@ static int wa_loop_new(lua_State *L)
 	lp->thread_ref = lp->refs_ref = LUA_NOREF;
 	lp->dispatch_ref = lp->report_ref = LUA_NOREF;
 	u->lp = lp;
-	lp->base = event_base_new();
+	{
+		/* With a changelist, epoll_ctl calls are batched per turn: evhttp
+		 * turns write interest on and off around every reply, which then
+		 * costs nothing when both happen in one turn.  (Its one caveat,
+		 * dup()ed descriptors, does not arise: libcurl and evhttp own
+		 * their sockets.) */
+		struct event_config *cfg = event_config_new();
+		if (cfg != NULL) {
+			event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+			lp->base = event_base_new_with_config(cfg);
+			event_config_free(cfg);
+		}
+	}
+	if (lp->base == NULL)
+		lp->base = event_base_new();
 	if (lp->base == NULL)
 		return luaL_error(L, "event_base_new failed");
 	lp->defer_ev = event_new(lp->base, -1, 0, wa_deferred_cb, lp);

@@ -83,8 +83,41 @@ local function finish(task, ok, ...)
   end
 end
 
-local function after(task, ok, ...)
-  if co_status(task.co) == "dead" then finish(task, ok, ...) end
+-- Tasks run in pooled coroutines (a listener starts one per request). A
+-- worker takes its job from its box, runs it, then yields DONE and the
+-- results; it is resumed when the box holds the next job. The job is read by
+-- box_call, which clears the box and tail-calls the function: once the
+-- function returns, no frame of the idle worker still refers to it or to its
+-- arguments (a parked worker must not keep a request alive). A worker whose
+-- function raised is dead and is not reused. DONE is private, so no user
+-- yield can look like it.
+local DONE = {}
+local idle_co, idle_box, nidle, MAX_IDLE = {}, {}, 0, 64
+
+local function box_call(box)
+  local fn, a, b, c = box[1], box[2], box[3], box[4]
+  box[1], box[2], box[3], box[4] = nil, nil, nil, nil
+  return fn(a, b, c)
+end
+
+local function worker(box)
+  while true do
+    co_yield(DONE, box_call(box))
+  end
+end
+
+local function after(task, ok, first, ...)
+  if not ok then
+    return finish(task, false, first)
+  end
+  if first == DONE then
+    finish(task, true, ...)
+    if nidle < MAX_IDLE then
+      nidle = nidle + 1
+      idle_co[nidle], idle_box[nidle] = task.co, task.box
+    end
+    task.box = nil
+  end
 end
 
 local function resume(task, ...)
@@ -97,11 +130,26 @@ end
 -- @return the task
 function loop.spawn(fn, ...)
   if type(fn) ~= "function" then error("loop.spawn: function expected", 2) end
-  local co = co_create(fn)
-  local task = setmetatable({ co = co }, Task)
+  local n = select("#", ...)
+  local a, b, c = ...
+  if n > 3 then
+    local args = { ... }
+    fn, a, b, c = function() return fn(unpack(args, 1, n)) end, nil, nil, nil
+  end
+  local co, box
+  if nidle > 0 then
+    co, box = idle_co[nidle], idle_box[nidle]
+    idle_co[nidle], idle_box[nidle] = nil, nil
+    nidle = nidle - 1
+  else
+    box = {}
+    co = co_create(worker)
+  end
+  box[1], box[2], box[3], box[4] = fn, a, b, c
+  local task = setmetatable({ co = co, box = box }, Task)
   task_of[co] = task
   live = live + 1
-  resume(task, ...)
+  resume(task, box)
   return task
 end
 
