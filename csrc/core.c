@@ -19,6 +19,21 @@
 
 WA_EXPORT int luaopen_whatsapp_core(lua_State *L);
 
+void wa_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc)
+{
+	luaL_newmetatable(L, name);
+	lua_newtable(L);
+	wa_setfuncs(L, methods, 0);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pushcfunction(L, gc);
+	lua_setfield(L, -2, "__close");
+	lua_pushstring(L, name);
+	lua_setfield(L, -2, "__name");
+	lua_pop(L, 1);
+}
+
 /* Pushes the module table; raises only on memory exhaustion. */
 int luaopen_whatsapp_core(lua_State *L)
 {

@@ -417,19 +417,10 @@ static const luaL_Reg wa_crypto_funcs[] = {
 
 void wa_crypto_open(lua_State *L)
 {
-	if (luaL_newmetatable(L, WA_VERIFIER_MT)) {
-		lua_newtable(L);
-		wa_setfuncs(L, wa_verifier_methods, 0);
-		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, wa_verifier__gc);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, wa_verifier__gc);
-		lua_setfield(L, -2, "__close");
-		lua_pushcfunction(L, wa_verifier__tostring);
-		lua_setfield(L, -2, "__tostring");
-		lua_pushliteral(L, "whatsapp.crypto.Verifier");
-		lua_setfield(L, -2, "__name");
-	}
+	wa_class(L, WA_VERIFIER_MT, wa_verifier_methods, wa_verifier__gc);
+	luaL_getmetatable(L, WA_VERIFIER_MT);
+	lua_pushcfunction(L, wa_verifier__tostring);
+	lua_setfield(L, -2, "__tostring");
 	lua_pop(L, 1);
 	wa_setfuncs(L, wa_crypto_funcs, 0);
 }

@@ -1096,17 +1096,7 @@ static int wa_curl_version(lua_State *L)
 void wa_http_open(lua_State *L)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	luaL_newmetatable(L, WA_SESSION_MT);
-	lua_newtable(L);
-	wa_setfuncs(L, wa_session_methods, 0);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, wa_session__gc);
-	lua_setfield(L, -2, "__gc");
-	lua_pushcfunction(L, wa_session__gc);
-	lua_setfield(L, -2, "__close");
-	lua_pushliteral(L, WA_SESSION_MT);
-	lua_setfield(L, -2, "__name");
-	lua_pop(L, 1);
+	wa_class(L, WA_SESSION_MT, wa_session_methods, wa_session__gc);
 	luaL_newmetatable(L, WA_HOLDER_MT);
 	lua_pushcfunction(L, wa_holder__gc);
 	lua_setfield(L, -2, "__gc");

@@ -663,27 +663,11 @@ static const luaL_Reg wa_signal_methods[] = {
 	{NULL, NULL},
 };
 
-static void wa_newclass(lua_State *L, const char *name, const luaL_Reg *methods,
-			lua_CFunction gc)
-{
-	luaL_newmetatable(L, name);
-	lua_newtable(L);
-	wa_setfuncs(L, methods, 0);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, gc);
-	lua_setfield(L, -2, "__gc");
-	lua_pushcfunction(L, gc);
-	lua_setfield(L, -2, "__close");
-	lua_pushstring(L, name);
-	lua_setfield(L, -2, "__name");
-	lua_pop(L, 1);
-}
-
 void wa_loop_open(lua_State *L)
 {
-	wa_newclass(L, WA_LOOP_MT, wa_loop_methods, wa_loop__gc);
-	wa_newclass(L, WA_TIMER_MT, wa_timer_methods, wa_timer__gc);
-	wa_newclass(L, WA_SIGNAL_MT, wa_signal_methods, wa_signal__gc);
+	wa_class(L, WA_LOOP_MT, wa_loop_methods, wa_loop__gc);
+	wa_class(L, WA_TIMER_MT, wa_timer_methods, wa_timer__gc);
+	wa_class(L, WA_SIGNAL_MT, wa_signal_methods, wa_signal__gc);
 	lua_pushcfunction(L, wa_loop_new);
 	lua_setfield(L, -2, "loop");
 	lua_pushcfunction(L, wa_loop_now);

@@ -714,21 +714,6 @@ static const luaL_Reg wa_request_methods[] = {
 	{NULL, NULL},
 };
 
-static void wa_class(lua_State *L, const char *name, const luaL_Reg *m, lua_CFunction gc)
-{
-	luaL_newmetatable(L, name);
-	lua_newtable(L);
-	wa_setfuncs(L, m, 0);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, gc);
-	lua_setfield(L, -2, "__gc");
-	lua_pushcfunction(L, gc);
-	lua_setfield(L, -2, "__close");
-	lua_pushstring(L, name);
-	lua_setfield(L, -2, "__name");
-	lua_pop(L, 1);
-}
-
 void wa_server_open(lua_State *L)
 {
 	wa_class(L, WA_SERVER_MT, wa_server_methods, wa_server__gc);

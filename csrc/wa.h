@@ -20,6 +20,12 @@ WA_HIDDEN void wa_loop_open(lua_State *L);
 WA_HIDDEN void wa_http_open(lua_State *L);
 WA_HIDDEN void wa_server_open(lua_State *L);
 
+/* Registers the metatable of a userdata type: name (also its __name), an
+ * __index table of methods, and gc as __gc and __close.  Leaves the stack as
+ * it was. */
+WA_HIDDEN void wa_class(lua_State *L, const char *name, const luaL_Reg *methods,
+			lua_CFunction gc);
+
 /* ---- The event loop, shared by http.c and server.c (loop.c) ---------------
  *
  * One libevent base.  Callbacks reach Lua on T, a thread the loop creates and
