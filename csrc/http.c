@@ -371,23 +371,57 @@ static const char *wa_curl_code(const wa_xfer *x, CURLcode rc)
 }
 
 /* Case-insensitive lookups on a headers table whose keys are lower case. */
-static int wa_headers_index(lua_State *L)
+#define WA_NAME_MAX 256 /* longer header names are kept as they are */
+
+/* Pushes name in lower case (as it is when it is absurdly long). */
+static void wa_push_lower(lua_State *L, const char *name, size_t n)
 {
-	size_t n, i;
-	const char *k;
-	char buf[128];
-	if (lua_type(L, 2) != LUA_TSTRING)
-		return 0;
-	k = lua_tolstring(L, 2, &n);
-	if (n >= sizeof buf)
-		return 0;
+	char buf[WA_NAME_MAX];
+	size_t i;
+	if (n >= sizeof buf) {
+		lua_pushlstring(L, name, n);
+		return;
+	}
 	for (i = 0; i < n; i++) {
-		char c = k[i];
+		char c = name[i];
 		buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
 	}
 	lua_pushlstring(L, buf, n);
+}
+
+static int wa_headers_index(lua_State *L)
+{
+	size_t n;
+	const char *k;
+	if (lua_type(L, 2) != LUA_TSTRING)
+		return 0;
+	k = lua_tolstring(L, 2, &n);
+	wa_push_lower(L, k, n);
 	lua_rawget(L, 1);
 	return 1;
+}
+
+void wa_headers_new(lua_State *L)
+{
+	lua_createtable(L, 0, 8);
+	luaL_getmetatable(L, WA_HEADERS_MT);
+	lua_setmetatable(L, -2);
+}
+
+void wa_headers_add(lua_State *L, const char *name, size_t nl, const char *value, size_t vl)
+{
+	wa_push_lower(L, name, nl);
+	lua_pushvalue(L, -1);
+	lua_rawget(L, -3);
+	if (lua_isstring(L, -1)) {
+		lua_pushliteral(L, ", ");
+		lua_pushlstring(L, value, vl);
+		lua_concat(L, 3);
+	} else {
+		lua_pop(L, 1);
+		lua_pushlstring(L, value, vl);
+	}
+	lua_rawset(L, -3);
 }
 
 /* Push the header lines of hdr as a table: lower-cased names, repeated
@@ -395,41 +429,21 @@ static int wa_headers_index(lua_State *L)
 static void wa_push_headers(lua_State *T, const wa_buf *hdr)
 {
 	const char *p = hdr->p, *end = hdr->p + hdr->len;
-	lua_createtable(T, 0, 8);
-	luaL_getmetatable(T, WA_HEADERS_MT);
-	lua_setmetatable(T, -2);
+	wa_headers_new(T);
 	while (p != NULL && p < end) {
 		const char *eol = (const char *)memchr(p, '\n', (size_t)(end - p));
 		const char *colon, *v, *ve;
-		char name[128];
-		size_t nl, i;
 		if (eol == NULL)
 			eol = end;
 		colon = (const char *)memchr(p, ':', (size_t)(eol - p));
-		if (colon != NULL && colon > p && (size_t)(colon - p) < sizeof name) {
-			nl = (size_t)(colon - p);
-			for (i = 0; i < nl; i++) {
-				char c = p[i];
-				name[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-			}
+		if (colon != NULL && colon > p) {
 			v = colon + 1;
 			ve = eol;
 			while (v < ve && (*v == ' ' || *v == '\t'))
 				v++;
 			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
 				ve--;
-			lua_pushlstring(T, name, nl);
-			lua_pushvalue(T, -1);
-			lua_rawget(T, -3);
-			if (lua_isstring(T, -1)) {
-				lua_pushliteral(T, ", ");
-				lua_pushlstring(T, v, (size_t)(ve - v));
-				lua_concat(T, 3);
-			} else {
-				lua_pop(T, 1);
-				lua_pushlstring(T, v, (size_t)(ve - v));
-			}
-			lua_rawset(T, -3);
+			wa_headers_add(T, p, (size_t)(colon - p), v, (size_t)(ve - v));
 		}
 		p = eol + 1;
 	}

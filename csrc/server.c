@@ -35,7 +35,6 @@
 
 #define WA_SERVER_MT "whatsapp.server.Server"
 #define WA_REQUEST_MT "whatsapp.server.Request"
-#define WA_HEADERS_MT "whatsapp.http.Headers" /* registered by http.c */
 
 typedef struct wa_req wa_req;
 
@@ -298,19 +297,6 @@ static const char *wa_method(enum evhttp_cmd_type t)
 	}
 }
 
-static void wa_push_lower(lua_State *T, const char *s)
-{
-	char buf[256];
-	size_t n = strlen(s), i;
-	if (n >= sizeof buf) {
-		lua_pushstring(T, s); /* absurdly long names stay as they are */
-		return;
-	}
-	for (i = 0; i < n; i++)
-		buf[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
-	lua_pushlstring(T, buf, n);
-}
-
 /* Runs protected on T: builds the request and calls dispatch. */
 static int wa_incoming_deliver(lua_State *T)
 {
@@ -354,23 +340,9 @@ static int wa_incoming_deliver(lua_State *T)
 		evhttp_clear_headers(&q);
 	}
 	lua_setfield(T, -2, "query");
-	lua_createtable(T, 0, 8);
-	luaL_getmetatable(T, WA_HEADERS_MT);
-	lua_setmetatable(T, -2);
-	TAILQ_FOREACH(kv, ih, next) {
-		wa_push_lower(T, kv->key);
-		lua_pushvalue(T, -1);
-		lua_rawget(T, -3);
-		if (lua_isstring(T, -1)) {
-			lua_pushliteral(T, ", ");
-			lua_pushstring(T, kv->value);
-			lua_concat(T, 3);
-		} else {
-			lua_pop(T, 1);
-			lua_pushstring(T, kv->value);
-		}
-		lua_rawset(T, -3);
-	}
+	wa_headers_new(T);
+	TAILQ_FOREACH(kv, ih, next)
+		wa_headers_add(T, kv->key, strlen(kv->key), kv->value, strlen(kv->value));
 	lua_setfield(T, -2, "headers");
 	bl = evbuffer_get_length(in);
 	if (bl > 0) {

@@ -20,6 +20,14 @@ WA_HIDDEN void wa_loop_open(lua_State *L);
 WA_HIDDEN void wa_http_open(lua_State *L);
 WA_HIDDEN void wa_server_open(lua_State *L);
 
+/* Headers tables (http.c): names in lower case, looked up in any case
+ * through the "whatsapp.http.Headers" metatable.  wa_headers_new pushes an
+ * empty one; wa_headers_add adds a header to the table on top, joining a
+ * repeated name's values with ", ".  Both may raise (memory). */
+WA_HIDDEN void wa_headers_new(lua_State *L);
+WA_HIDDEN void wa_headers_add(lua_State *L, const char *name, size_t nl,
+			      const char *value, size_t vl);
+
 /* Registers the metatable of a userdata type: name (also its __name), an
  * __index table of methods, and gc as __gc and __close.  Leaves the stack as
  * it was. */
