@@ -443,6 +443,17 @@ static void wa_server_unlisten(wa_server *srv)
 	}
 }
 
+/* Answers every request still waiting for Lua with 503 (closing). */
+static void wa_refuse_pending(wa_server *srv)
+{
+	while (srv->reqs != NULL) {
+		wa_req *w = srv->reqs;
+		struct evhttp_request *req = w->req;
+		wa_req_unlink(w);
+		wa_reply_plain(srv, req, 503, "Service Unavailable", "server closed\n", 1);
+	}
+}
+
 /* Frees everything; pending requests get 503.  L may be NULL (then refs are
  * left to the loop's table, which dies with it). */
 static void wa_server_free(wa_server *srv, lua_State *L)
@@ -452,12 +463,7 @@ static void wa_server_free(wa_server *srv, lua_State *L)
 		return;
 	if (srv->http != NULL) {
 		wa_server_unlisten(srv);
-		while (srv->reqs != NULL) {
-			wa_req *w = srv->reqs;
-			struct evhttp_request *req = w->req;
-			wa_req_unlink(w);
-			wa_reply_plain(srv, req, 503, "Service Unavailable", "server closed\n", 1);
-		}
+		wa_refuse_pending(srv);
 		evhttp_free(srv->http); /* fires the close callbacks: writing drops */
 		srv->http = NULL;
 	}
@@ -656,12 +662,7 @@ static int wa_server_close(lua_State *L)
 	if (srv->http != NULL) {
 		srv->draining = 1; /* later requests on open connections: 503 */
 		wa_server_unlisten(srv);
-		while (srv->reqs != NULL) {
-			wa_req *w = srv->reqs;
-			struct evhttp_request *req = w->req;
-			wa_req_unlink(w);
-			wa_reply_plain(srv, req, 503, "Service Unavailable", "server closed\n", 1);
-		}
+		wa_refuse_pending(srv);
 		if (srv->writing > 0) {
 			srv->closing = 1;
 			return 0;
