@@ -16,74 +16,11 @@ local TOKEN = "spec-verify-token"
 local SECRET = helpers.SECRET
 local FIXTURE = "webhooks/messages_text_basic.json"
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
-
--- Quote one argument for /bin/sh.
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(data))
-  f:close()
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function sleep(seconds)
-  os.execute("sleep " .. seconds)
-end
-
-local function find_nginx()
-  if exists("/usr/sbin/nginx") then return "/usr/sbin/nginx" end
-  local path = capture("command -v nginx 2>/dev/null"):gsub("%s+$", "")
-  if path ~= "" then return path end
-  return nil
-end
-
--- Ports some process listens on, from /proc/net/tcp{,6} (state 0A = LISTEN).
-local function listening_ports()
-  local ports = {}
-  for _, file in ipairs{ "/proc/net/tcp", "/proc/net/tcp6" } do
-    local data = read_file(file) or ""
-    for port, state in data:gmatch("%x+:(%x%x%x%x) %x+:%x+ (%x%x)") do
-      if state == "0A" then ports[tonumber(port, 16)] = true end
-    end
-  end
-  return ports
-end
-
-local function pick_port()
-  local busy = listening_ports()
-  for _ = 1, 100 do
-    local port = math.random(20000, 59999)
-    if not busy[port] then return port end
-  end
-  error("no free port found")
-end
+-- Shell, file and port helpers shared with the runtime specs.
+local peer = require "peer"
+local exists, q, capture, sh = peer.exists, peer.q, peer.capture, peer.sh
+local write_file, read_file, sleep = peer.write_file, peer.read_file, peer.sleep
+local pick_port = peer.free_port
 
 -- The configuration under test. Everything nginx writes goes under `dir`.
 local function config(dir, root, port)
@@ -162,7 +99,7 @@ http {
                          LUA = LUA_MODULE })
 end
 
-local NGINX = find_nginx()
+local NGINX = peer.NGINX
 local missing = (not NGINX and "nginx is not installed")
   or (not exists(LUA_MODULE) and ("the nginx Lua module is missing (" .. LUA_MODULE
                                    .. "; install libnginx-mod-http-lua)"))

@@ -96,6 +96,8 @@ local function find_nginx()
   return nil
 end
 local NGINX = find_nginx()
+--- Path of the nginx binary, or nil.
+peer.NGINX = NGINX
 
 --- Why the nginx peer cannot run here, or nil.
 function peer.missing()
