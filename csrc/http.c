@@ -650,6 +650,16 @@ static int wa_session_new(lua_State *L)
 			verify = lua_toboolean(L, -1);
 		lua_pop(L, 1);
 	}
+	{
+		/* On first use, not at require: a webhook-only process (an nginx
+		 * worker) never pays for libcurl's global set-up. */
+		static int curl_ready = 0;
+		if (!curl_ready) {
+			if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+				return luaL_error(L, "curl_global_init failed");
+			curl_ready = 1;
+		}
+	}
 	u = (wa_session_ud *)lua_newuserdata(L, sizeof *u);
 	u->s = NULL;
 	luaL_getmetatable(L, WA_SESSION_MT);
@@ -1109,7 +1119,6 @@ static int wa_curl_version(lua_State *L)
 
 void wa_http_open(lua_State *L)
 {
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 	wa_class(L, WA_SESSION_MT, wa_session_methods, wa_session__gc);
 	luaL_newmetatable(L, WA_HOLDER_MT);
 	lua_pushcfunction(L, wa_holder__gc);
