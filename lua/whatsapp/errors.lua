@@ -11,15 +11,30 @@
 -- @module whatsapp.errors
 local errors = {}
 
-local setmetatable, tostring, type = setmetatable, tostring, type
+local setmetatable, tostring, tonumber, type, rawget = setmetatable, tostring, tonumber, type, rawget
+local getmetatable = getmetatable
 local concat = table.concat
+local decode = require("cjson.safe").decode
+local floor = math.floor
+local tointeger = math.tointeger
+
+-- lua-cjson decodes every number as a float under Lua 5.3+; codes are integers
+-- and must print as such ("131047", not "131047.0").
+local function int(v)
+  v = tonumber(v)
+  if v == nil or v ~= floor(v) then return v end
+  return tointeger and tointeger(v) or v
+end
+errors.int = int
 
 local Error = {}
 Error.__name = "whatsapp.Error"
--- The category is derived from the code when asked for (an explicit
--- `category` field set by the maker wins).
+-- The category and the retry advice are derived from the code when asked
+-- for (an explicit field set by the maker wins), so error tables made in bulk
+-- by the C webhook parser carry them too.
 Error.__index = function(e, k)
   if k == "category" then return errors.category(rawget(e, "code")) end
+  if k == "retry" then return errors.retryable(rawget(e, "code")) end
   return nil
 end
 
@@ -51,6 +66,75 @@ function errors.category(code)
     return "recipient"
   end
   return nil
+end
+
+-- Graph codes after which the same request may succeed later, and Meta surely
+-- did not act on the one that failed: throttling (app 4, WABA 80007,
+-- throughput 130429, pair rate 131056), and the transient server codes
+-- (1, 2, 131000, 131016, 131057).  131048 (spam rate limit) and 131026 / 131049
+-- (undeliverable, ecosystem limits) are not: sending again soon does not help.
+local RETRYABLE = {
+  [1] = true, [2] = true, [4] = true, [80007] = true, [130429] = true, [131056] = true,
+  [131000] = true, [131016] = true, [131057] = true, [133016] = true,
+}
+
+--- Whether sending the same request again may succeed, for a Graph code or a
+-- transport token.
+-- @param code a number (Graph code) or a string token
+-- @treturn boolean
+function errors.retryable(code)
+  if type(code) == "number" then return RETRYABLE[code] == true end
+  return code == "timeout" or code == "connect" or code == "connection" or code == "http"
+end
+
+--- Make the error object for a Graph API answer that is not a success.
+-- `body` is the raw response body; Meta's `{"error": {...}}` gives `code`,
+-- `subcode`, `title` (`error_user_title`, or the title inside "(#code) title"),
+-- `message`, `details` (`error_data.details`), `user_message`, `type`,
+-- `fbtrace_id`, `is_transient`; any other body gives code `"http"`. The result
+-- also has `http_status`, `status` (the same), `category`, `retry`, and
+-- `retry_after` (seconds) when the answer had a `Retry-After` header.
+-- @tparam number http_status
+-- @tparam string|nil body
+-- @tparam[opt] table headers response headers (case-insensitive lookups)
+-- @treturn table the error object
+function errors.from_graph(http_status, body, headers)
+  local decoded = type(body) == "string" and decode(body) or nil
+  local g = type(decoded) == "table" and decoded.error
+  local e
+  if type(g) == "table" and g.code ~= nil then
+    local code = int(g.code) or g.code
+    local message = type(g.message) == "string" and g.message or nil
+    local title = type(g.error_user_title) == "string" and g.error_user_title or nil
+    if not title and message then title = message:match("^%(#%d+%)%s*(.*)$") end
+    local data = type(g.error_data) == "table" and g.error_data or nil
+    local details = data and data.details
+    if type(details) ~= "string" then details = nil end
+    e = {
+      code = code, subcode = int(g.error_subcode), message = message or ("Graph error " .. tostring(code)),
+      title = title, details = details, type = type(g.type) == "string" and g.type or nil,
+      user_message = type(g.error_user_msg) == "string" and g.error_user_msg or nil,
+      fbtrace_id = type(g.fbtrace_id) == "string" and g.fbtrace_id or nil,
+      is_transient = g.is_transient == true or nil,
+      href = type(g.href) == "string" and g.href or nil,
+    }
+    if g.is_transient == true then e.retry = true end
+  else
+    -- Not Graph's shape (a proxy's page, an empty body): a 5xx may succeed later.
+    local snippet = type(body) == "string" and body:sub(1, 120):gsub("[%c]+", " ") or ""
+    e = {
+      code = "http", message = "HTTP " .. tostring(http_status) .. (snippet ~= "" and (": " .. snippet) or ""),
+      category = (http_status or 0) >= 500 and "server" or (http_status == 429 and "throttling" or "param"),
+      retry = (http_status or 0) >= 500 or http_status == 429,
+    }
+  end
+  e.http_status, e.status = http_status, http_status
+  local ra = headers and headers["retry-after"]
+  if ra then
+    local secs = tonumber(ra)
+    if secs and secs >= 0 then e.retry_after = secs end
+  end
+  return setmetatable(e, Error)
 end
 
 local function render(e)
