@@ -107,7 +107,10 @@ describe("rate.keyed", function()
     local loop = require "whatsapp.loop"
     local k = rate.keyed{ burst = 1, interval = 0.02 }
     local order = {}
-    local t1 = loop.spawn(function() k:take("x"); order[#order + 1] = "first"; k:take("x"); order[#order + 1] = "x2" end)
+    local t1 = loop.spawn(function()
+      k:take("x"); order[#order + 1] = "first"
+      k:take("x"); order[#order + 1] = "x2"
+    end)
     local t2 = loop.spawn(function() k:take("y"); order[#order + 1] = "other" end)
     loop.wait_all{ t1, t2 }
     -- The second take of "x" had to wait; "y" did not wait behind it.
