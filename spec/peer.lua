@@ -162,6 +162,10 @@ end
 --   /status/500          500 with a JSON body
 --   /status/429          429 with Retry-After: 7
 --   /echo                JSON: method, uri, headers, body of the request
+--   /vN.N/<id>/messages  a Graph send endpoint (token "nginx-token"): to 15550009001 gets 130429
+--                        twice, 15550009002 a plain 503 once, 15550009003 always 131047,
+--                        15550009004 a dropped connection once, 15550009005 always 130429
+--                        (with Retry-After: 0); others succeed
 --   /conn                X-Conn: $connection, X-Conn-Requests: $connection_requests
 --   /static/<file>       files from <dir>/www
 -- and a server block for Host wa-proxy-test.invalid answering "proxied" itself (the proxy peer).
@@ -188,6 +192,7 @@ http {
     client_max_body_size 32m;
     client_body_buffer_size 32m;
     lua_socket_log_errors off;
+    lua_shared_dict graph 1m;
 
     server {
         listen 127.0.0.1:%PORT% default_server;
@@ -274,6 +279,46 @@ http {
                     headers = ngx.req.get_headers(200), body = body or "",
                     http_version = ngx.req.http_version(),
                 })
+            }
+        }
+        location ~ ^/v[0-9.]+/[0-9]+/messages$ {
+            content_by_lua_block {
+                local cjson = require "cjson.safe"
+                local function answer(status, t, headers)
+                    ngx.status = status
+                    ngx.header["Content-Type"] = "application/json"
+                    for k, v in pairs(headers or {}) do ngx.header[k] = v end
+                    ngx.print(cjson.encode(t))
+                end
+                local function fail(status, code, title, headers)
+                    return answer(status, { error = { message = "(#" .. code .. ") " .. title,
+                        type = "OAuthException", code = code, fbtrace_id = "NGINX" } }, headers)
+                end
+                if ngx.var.http_authorization ~= "Bearer nginx-token" then
+                    return fail(401, 190, "Invalid OAuth access token")
+                end
+                ngx.req.read_body()
+                local msg = cjson.decode(ngx.req.get_body_data() or "")
+                if type(msg) ~= "table" or msg.messaging_product ~= "whatsapp" or type(msg.to) ~= "string" then
+                    return fail(400, 100, "Invalid parameter")
+                end
+                local n = ngx.shared.graph:incr(msg.to, 1, 0)
+                if msg.to == "15550009001" and n <= 2 then
+                    return fail(400, 130429, "Rate limit hit")
+                elseif msg.to == "15550009002" and n <= 1 then
+                    ngx.status = 503
+                    ngx.header["Retry-After"] = "0"
+                    return ngx.print("upstream unavailable")
+                elseif msg.to == "15550009003" then
+                    return fail(400, 131047, "Re-engagement message")
+                elseif msg.to == "15550009005" then
+                    return fail(400, 130429, "Rate limit hit", { ["Retry-After"] = "0" })
+                elseif msg.to == "15550009004" and n <= 1 then
+                    return ngx.exit(444)
+                end
+                answer(200, { messaging_product = "whatsapp",
+                    contacts = { { input = msg.to, wa_id = msg.to } },
+                    messages = { { id = "wamid.NGINX" .. ngx.shared.graph:incr("#", 1, 0) } } })
             }
         }
         location = /conn {
