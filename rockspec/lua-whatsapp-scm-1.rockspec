@@ -54,5 +54,13 @@ build = {
     ["whatsapp.loop"] = "lua/whatsapp/loop.lua",
     ["whatsapp.http"] = "lua/whatsapp/http.lua",
     ["whatsapp.server"] = "lua/whatsapp/server.lua",
+    ["whatsapp.message"] = "lua/whatsapp/message.lua",
+    ["whatsapp.validate"] = "lua/whatsapp/validate.lua",
+    ["whatsapp.rate"] = "lua/whatsapp/rate.lua",
+    ["whatsapp.client"] = "lua/whatsapp/client.lua",
+    ["whatsapp.templates"] = "lua/whatsapp/templates.lua",
+    ["whatsapp.simulator"] = "lua/whatsapp/simulator.lua",
+    ["whatsapp.store"] = "lua/whatsapp/store.lua",
+    ["whatsapp.bot"] = "lua/whatsapp/bot.lua",
   },
 }

@@ -4,7 +4,10 @@
 --     local hook = whatsapp.webhook.new{ app_secret = "...", verify_token = "..." }
 --
 -- Submodules load on first use: `whatsapp.webhook`, `whatsapp.crypto`,
--- `whatsapp.errors`, `whatsapp.openresty`.
+-- `whatsapp.errors`, `whatsapp.openresty`, `whatsapp.loop`, `whatsapp.http`,
+-- `whatsapp.server`, `whatsapp.client` (callable: `whatsapp.client{...}`),
+-- `whatsapp.message`, `whatsapp.validate`, `whatsapp.rate`,
+-- `whatsapp.templates`, `whatsapp.simulator`, `whatsapp.bot` (callable), `whatsapp.store`.
 -- @module whatsapp
 local whatsapp = {
   _VERSION = "0.1.0",
@@ -13,6 +16,8 @@ local whatsapp = {
 local submodules = {
   webhook = true, crypto = true, errors = true, openresty = true,
   loop = true, http = true, server = true,
+  client = true, message = true, validate = true, rate = true, templates = true, simulator = true,
+  bot = true, store = true,
 }
 
 return setmetatable(whatsapp, {
