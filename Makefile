@@ -114,6 +114,7 @@ bench: build
 	$(MAKE) build LUA=luajit
 	bash bench/run.sh
 	bash bench/http.sh
+	bash bench/client.sh
 
 FUZZ_SECONDS ?= 60
 fuzz:

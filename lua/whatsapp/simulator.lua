@@ -881,10 +881,11 @@ function Sim:deliveries()
   return self._deliveries
 end
 
---- Forget recorded requests, messages, reads, deliveries and pending faults (templates, media,
--- windows and rate-limit state stay).
+--- Forget recorded requests, messages (and which ids were sent), reads, deliveries and
+-- pending faults (templates, media, windows and rate-limit state stay).
 function Sim:clear()
   self._requests, self._messages, self._reads, self._deliveries, self._faults = {}, {}, {}, {}, {}
+  self._outgoing = {}
 end
 
 --- Open (or refresh) the 24-hour customer-service window of a user, as a message from them would.

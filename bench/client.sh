@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Client benchmark: what whatsapp.client costs over the raw transport, measured in the same run.
+#
+#   bash bench/client.sh            (make bench runs it after the HTTP benchmark)
+#
+# For each peer, nginx answering the Cloud API's fixed send response and the project's own
+# simulator (a separate process), and each interpreter (lua5.4, luajit): BENCH_MESSAGES (20000)
+# text messages, 64 in flight, once with whatsapp.http and a prebuilt body (raw, the floor),
+# once through client:send_text (builder, validation, JSON encode, send, decode). Reports
+# messages/s, client CPU seconds, peak RSS, and the client's cost over raw:
+#   overhead = cpu(client) / cpu(raw) - 1     (target: at most 0.30)
+# Each measurement is the best of BENCH_REPS (3) runs; the machine is shared and noisy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPS=${BENCH_REPS:-3}
+export BENCH_MESSAGES=${BENCH_MESSAGES:-20000}
+export LUA_PATH="./lua/?.lua;./lua/?/init.lua;;"
+NGINX=${NGINX:-/usr/sbin/nginx}
+NDK=/usr/lib/nginx/modules/ndk_http_module.so
+tmp=$(mktemp -d)
+cleanup() {
+  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+  [ -n "${SIM_PID:-}" ] && kill "$SIM_PID" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+  local p
+  while :; do
+    p=$(( (RANDOM % 20000) + 30000 ))
+    ss -ltn 2>/dev/null | grep -q ":$p " || { echo "$p"; return; }
+  done
+}
+
+make -s build >/dev/null
+make -s build LUA=luajit >/dev/null
+
+NPORT=$(free_port)
+cat >"$tmp/nginx.conf" <<CONF
+daemon on;
+master_process off;
+worker_processes 1;
+error_log $tmp/error.log warn;
+pid $tmp/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $tmp/body;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$NPORT;
+    location ~ /messages\$ {
+      default_type application/json;
+      return 200 '{"messaging_product":"whatsapp","contacts":[{"input":"16505551234","wa_id":"16505551234"}],"messages":[{"id":"wamid.HBgLMTY1MDU1NTEyMzQVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"}]}';
+    }
+  }
+}
+CONF
+"$NGINX" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/error.log"
+for _ in $(seq 50); do [ -f "$tmp/nginx.pid" ] && break; sleep 0.1; done
+
+LUA_CPATH="./build/lua5.4/?.so;;" lua5.4 bench/sim_server.lua 0 >"$tmp/sim.out" &
+SIM_PID=$!
+for _ in $(seq 50); do grep -q PORT "$tmp/sim.out" 2>/dev/null && break; sleep 0.1; done
+SPORT=$(awk '/PORT/ {print $2}' "$tmp/sim.out")
+
+declare -A CPATH=([lua5.4]="./build/lua5.4/?.so;;" [luajit]="./build/luajit/?.so;;")
+
+# best <peer> <impl> <mode> <url>: best-of-REPS line "rate cpu rss"
+best() {
+  local peer=$1 impl=$2 mode=$3 url=$4 best_rate=0 best_line=""
+  for _ in $(seq "$REPS"); do
+    local out
+    out=$(LUA_CPATH="${CPATH[$impl]}" /usr/bin/time -f "RSS %M" "$impl" bench/client_out.lua "$mode" "$url" 2>&1) || {
+      echo "client.sh: $peer $impl $mode failed:" >&2; echo "$out" >&2; exit 1; }
+    local rate cpu rss
+    rate=$(echo "$out" | sed -n 's/.* rate=\([0-9.]*\).*/\1/p')
+    cpu=$(echo "$out" | sed -n 's/.* cpu=\([0-9.]*\).*/\1/p')
+    rss=$(echo "$out" | awk '/^RSS/ {printf "%.1f", $2/1024}')
+    if awk -v a="$rate" -v b="$best_rate" 'BEGIN{exit !(a>b)}'; then best_rate=$rate; best_line="$rate $cpu $rss"; fi
+  done
+  echo "$best_line"
+}
+
+printf '== client vs raw transport: %d messages, 64 in flight, best of %d ==\n' "$BENCH_MESSAGES" "$REPS"
+printf '%-10s %-7s %12s %12s %10s %10s %10s %10s\n' peer impl "raw msg/s" "client msg/s" "raw cpu" "client cpu" "RSS MB" overhead
+for peer in nginx simulator; do
+  if [ $peer = nginx ]; then url="http://127.0.0.1:$NPORT"; else url="http://127.0.0.1:$SPORT"; fi
+  for impl in lua5.4 luajit; do
+    read -r rr rc rm < <(best $peer $impl raw "$url")
+    read -r cr cc cm < <(best $peer $impl client "$url")
+    ov=$(awk -v c="$cc" -v r="$rc" 'BEGIN{printf "%+.0f%%", (c/r-1)*100}')
+    printf '%-10s %-7s %12s %12s %10s %10s %10s %10s\n' $peer $impl "$rr" "$cr" "$rc" "$cc" "$cm" "$ov"
+  done
+done

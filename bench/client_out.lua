@@ -1,0 +1,76 @@
+-- Client benchmark driver (run by bench/client.sh).
+--
+--   lua5.4 bench/client_out.lua raw    BASE_URL   -- whatsapp.http, a prebuilt JSON body
+--   lua5.4 bench/client_out.lua client BASE_URL   -- client:send_text (build, validate, encode,
+--                                                  -- send, decode, error handling)
+--
+-- Both send BENCH_MESSAGES (default 20000) text messages of the same 220-byte body shape with a
+-- 190-character token to BASE_URL/v23.0/100000000000001/messages from BENCH_INFLIGHT (64) tasks,
+-- through one session allowing 64 connections, and print one line:
+--   RESULT mode=<raw|client> impl=<interp> messages=N ok=N bad=N seconds=S rate=R cpu=C
+-- The client runs with pacing off (rate = false): pacing exists to stay under Meta's limits
+-- and would measure the limit, not the client. Exits 1 when any message failed.
+local loop = require "whatsapp.loop"
+local http = require "whatsapp.http"
+local cjson = require "cjson.safe"
+
+local mode, base = arg[1], arg[2]
+if (mode ~= "raw" and mode ~= "client") or not base then
+  io.stderr:write("usage: client_out.lua raw|client BASE_URL\n")
+  os.exit(2)
+end
+local total = tonumber(os.getenv("BENCH_MESSAGES") or "") or 20000
+local inflight = tonumber(os.getenv("BENCH_INFLIGHT") or "") or 64
+
+local token = "EAAG" .. ("Zb7QxT9kLmN2pR4sVw6yA8cE1gJ3hK5"):rep(6):sub(1, 186)
+local PNID = "100000000000001"
+local TO = "16505551234"
+local TEXT = "Hello Maria, your order #48213 has shipped and arrives Thursday. Reply STOP to opt out"
+
+local session = http.session{ max_host_connections = inflight }
+local send
+
+if mode == "raw" then
+  local url = base .. "/v23.0/" .. PNID .. "/messages"
+  local body = cjson.encode{ messaging_product = "whatsapp", recipient_type = "individual", to = TO,
+    type = "text", text = { preview_url = false, body = TEXT } }
+  local req = { method = "POST", url = url, body = body, timeout = 30,
+    headers = { Authorization = "Bearer " .. token, ["Content-Type"] = "application/json" } }
+  local decode = cjson.decode
+  send = function()
+    local res = session:request(req)
+    if not res or res.status ~= 200 then return false end
+    local doc = decode(res.body)
+    return type(doc) == "table" and type(doc.messages) == "table" and doc.messages[1] ~= nil
+      and type(doc.messages[1].id) == "string"
+  end
+else
+  local client = require("whatsapp.client").new{
+    phone_number_id = PNID, access_token = token, base_url = base, http = session, rate = false,
+  }
+  local opts = { preview_url = false }
+  send = function()
+    local sent = client:send_text(TO, TEXT, opts)
+    return sent ~= nil and type(sent.id) == "string"
+  end
+end
+
+local started, ok_count, bad = 0, 0, 0
+local function worker()
+  while started < total do
+    started = started + 1
+    if send() then ok_count = ok_count + 1 else bad = bad + 1 end
+  end
+end
+
+local cpu0, t0 = os.clock(), loop.now()
+local tasks = {}
+for i = 1, inflight do tasks[i] = loop.spawn(worker) end
+loop.wait_all(tasks)
+local seconds, cpu = loop.now() - t0, os.clock() - cpu0
+session:close()
+
+local impl = rawget(_G, "jit") and "luajit" or _VERSION:gsub("Lua ", "lua")
+print(("RESULT mode=%s impl=%s messages=%d ok=%d bad=%d seconds=%.3f rate=%.0f cpu=%.3f"):format(
+  mode, impl, total, ok_count, bad, seconds, ok_count / seconds, cpu))
+os.exit(bad == 0 and 0 or 1)
