@@ -38,8 +38,8 @@ local crypto = require "whatsapp.crypto"
 
 local client = {}
 
-local setmetatable, type, tostring, tonumber, pairs, ipairs, next = setmetatable, type, tostring, tonumber, pairs,
-  ipairs, next
+local setmetatable, type, tostring, tonumber, pairs, ipairs, next, pcall = setmetatable, type, tostring, tonumber,
+  pairs, ipairs, next, pcall
 local concat, sort = table.concat, table.sort
 local random, min, max = math.random, math.min, math.max
 local format, gsub, byte = string.format, string.gsub, string.byte
@@ -228,7 +228,7 @@ end
 -- @tparam string method "GET", "POST", "DELETE"
 -- @tparam string path relative to the API version, e.g. "123/messages"
 -- @tparam[opt] table opts `query` (table), `json` (a table sent as the JSON
---   body), `multipart` (parts, see `whatsapp.http`), `idempotent` (may be
+--   body) or `body` (JSON text), `multipart` (parts, see `whatsapp.http`), `idempotent` (may be
 --   repeated after an ambiguous failure; default true except for POST),
 --   `paced` (take a slot of the number's rate, and of `recipient`'s, before
 --   each attempt), `recipient`, `timeout`
@@ -242,7 +242,9 @@ function Client:request(method, path, opts)
     method = method, url = graph_url(self, path, opts.query),
     timeout = opts.timeout or self.timeout, connect_timeout = self.connect_timeout,
   }
-  if opts.json ~= nil then
+  if opts.body ~= nil then
+    req.body, req.headers = opts.body, self.json_headers
+  elseif opts.json ~= nil then
     local body, jerr = encode(opts.json)
     if not body then error("client:request: the body cannot be encoded as JSON: " .. tostring(jerr), 2) end
     req.body, req.headers = body, self.json_headers
@@ -284,8 +286,11 @@ function Client:send(msg, opts)
   end
   local recipient = msg.to or msg.recipient
   local is_read = msg.status == "read"
+  -- message.encode keeps the builders' empty arrays as [] (lua-cjson 2.1 has no array marker).
+  local ok, text = pcall(message.encode, msg)
+  if not ok then error("client:send: the message cannot be encoded as JSON: " .. tostring(text), 2) end
   local body, err = self:request("POST", pnid .. "/messages", {
-    json = msg, recipient = recipient, idempotent = is_read or msg.type == "reaction", timeout = opts.timeout,
+    body = text, recipient = recipient, idempotent = is_read or msg.type == "reaction", timeout = opts.timeout,
     paced = not is_read,
   })
   if not body then return nil, err end
