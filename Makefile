@@ -52,7 +52,7 @@ $(CORE): $(SRCS) $(HDRS) Makefile
 	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(YAJL_LIBS) $(CURL_LIBS) $(EVENT_LIBS) $(SSL_LIBS)
 
 help:
-	@echo "make run          verify and print the example signed webhooks as JSON lines"
+	@echo "make run          the sandbox: chat page + example bot (BOT=menu|echo|orders); WA_* vars: the real API"
 	@echo "make test         install missing Debian packages, then every check"
 	@echo "make deps         install the Debian packages the project needs (as root)"
 	@echo "make / make LUA=luajit   build whatsapp.core for Lua 5.4 / LuaJIT"
@@ -63,7 +63,8 @@ deps:
 	@sh .ci/deps.sh
 
 # Everything CI runs.
-test: deps
+test:
+	@sh .ci/deps.sh test
 	$(MAKE) test-quick
 	$(MAKE) asan
 	$(MAKE) valgrind
@@ -120,8 +121,9 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	sh csrc/fuzz/run.sh $(FUZZ_SECONDS)
 
+BOT ?= menu
 run: deps build
-	lua5.4 examples/webhook_cat.lua --demo
+	lua5.4 examples/run.lua $(BOT)
 
 install: build
 	mkdir -p $(DESTDIR)$(LUADIR)/whatsapp $(DESTDIR)$(LIBDIR)/whatsapp

@@ -62,5 +62,7 @@ build = {
     ["whatsapp.simulator"] = "lua/whatsapp/simulator.lua",
     ["whatsapp.store"] = "lua/whatsapp/store.lua",
     ["whatsapp.bot"] = "lua/whatsapp/bot.lua",
+    ["whatsapp.sandbox"] = "lua/whatsapp/sandbox.lua",
+    ["whatsapp.testing"] = "lua/whatsapp/testing.lua",
   },
 }

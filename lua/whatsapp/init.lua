@@ -17,7 +17,7 @@ local submodules = {
   webhook = true, crypto = true, errors = true, openresty = true,
   loop = true, http = true, server = true,
   client = true, message = true, validate = true, rate = true, templates = true, simulator = true,
-  bot = true, store = true,
+  bot = true, store = true, sandbox = true, testing = true,
 }
 
 return setmetatable(whatsapp, {

@@ -790,6 +790,7 @@ function simulator.start(opts)
     _incoming = {},        -- wamid -> true (from send_user_message)
     _bucket = nil, _pairs = {},
     _seq = 0, _calls = 0,
+    _listeners = {},       -- functions given to subscribe
   }, Sim)
   self._limits = {}
   for k, v in pairs(simulator.MEDIA_LIMITS) do self._limits[k] = v end
@@ -886,6 +887,37 @@ end
 function Sim:clear()
   self._requests, self._messages, self._reads, self._deliveries, self._faults = {}, {}, {}, {}, {}
   self._outgoing = {}
+end
+
+--- Be told what happens, as it happens (the sandbox chat page uses this). `fn(ev)` is called,
+-- from the loop, with one table per event:
+-- `{ kind = "message", message = m }` for an accepted message (the record `messages()` lists),
+-- `{ kind = "read", message_id =, typing_indicator = bool }` for an accepted mark-as-read, and
+-- `{ kind = "delivery", delivery = d }` once a webhook to the bot was answered or failed (the
+-- record `deliveries()` lists; a status webhook's has `wamid` and `message_status`). An error raised by
+-- `fn` is reported and does not reach the simulator.
+-- @tparam function fn
+-- @treturn function a function that unsubscribes
+function Sim:subscribe(fn)
+  if type(fn) ~= "function" then error("subscribe: function expected", 2) end
+  local key = {}
+  self._listeners[key] = fn
+  return function() self._listeners[key] = nil end
+end
+
+function Sim:_emit(ev)
+  for _, fn in pairs(self._listeners) do
+    local ok, err = xpcall(fn, traceback, ev)
+    if not ok then loop.report("simulator: subscriber: " .. tostring(err)) end
+  end
+end
+
+--- A new message id shaped like Meta's (`wamid.` + base64), for a message to or from `wa_id`.
+-- @tparam string wa_id the user's phone number or user id
+-- @treturn string
+function Sim:new_wamid(wa_id)
+  if type(wa_id) ~= "string" then error("new_wamid: wa_id must be a string", 2) end
+  return self:_wamid(wa_id_of(wa_id))
 end
 
 --- Open (or refresh) the 24-hour customer-service window of a user, as a message from them would.
@@ -1250,6 +1282,7 @@ function Sim:_mark_read(rec, body)
     return self:_error(rec, fail(131009, "Parameter 'typing_indicator['type']' must be 'text'."))
   end
   self._reads[#self._reads + 1] = { message_id = id, typing_indicator = ti ~= nil, body = body, time = self._now() }
+  self:_emit{ kind = "read", message_id = id, typing_indicator = ti ~= nil }
   return self:_ok(rec, 200, { success = true })
 end
 
@@ -1360,6 +1393,7 @@ function Sim:_send(_, rec)
   local m = { id = wamid }
   if tpl then m.message_status = "accepted" end
   if self._webhook then loop.spawn(self._statuses, self, msg) end
+  self:_emit{ kind = "message", message = msg }
   return self:_ok(rec, 200, { messaging_product = "whatsapp", contacts = { contact }, messages = { m } })
 end
 
@@ -1692,11 +1726,16 @@ function Sim:_envelope(value)
   }
 end
 
--- POST one signed webhook to the bot; records the delivery.
+-- POST one signed webhook to the bot; records the delivery (for a status webhook with the
+-- message's `wamid` and its `message_status`) and tells the subscribers once it is done.
 function Sim:_deliver(kind, payload)
   local wh = self._webhook
   local raw = encode(payload)
   local d = { kind = kind, payload = payload, body = raw }
+  local value = payload.entry[1].changes[1].value
+  if kind == "status" and value.statuses then
+    d.wamid, d.message_status = value.statuses[1].id, value.statuses[1].status
+  end
   self._deliveries[#self._deliveries + 1] = d
   local res, err = http.request{
     method = "POST", url = wh.url, body = raw, timeout = wh.timeout or 10,
@@ -1708,14 +1747,16 @@ function Sim:_deliver(kind, payload)
   }
   if not res then
     d.err = err
-    return nil, err
+  else
+    d.status = res.status
+    if res.status < 200 or res.status > 299 then
+      err = errors.new{ code = "webhook", status = res.status,
+        message = "the bot answered the webhook with HTTP " .. res.status }
+      res = nil
+    end
   end
-  d.status = res.status
-  if res.status < 200 or res.status > 299 then
-    return nil, errors.new{ code = "webhook", status = res.status,
-      message = "the bot answered the webhook with HTTP " .. res.status }
-  end
-  return res
+  if next(self._listeners) then self:_emit{ kind = "delivery", delivery = d } end
+  return res, err
 end
 
 function Sim:_status_payload(msg, status)
@@ -1755,6 +1796,32 @@ function Sim:read(wamid)
     return nil, errors.new{ code = "not_found", message = "no accepted message with that id" }
   end
   return self:_deliver("status", self:_status_payload(msg, "read"))
+end
+
+--- Send the bot a signed `failed` status webhook for an accepted message, with Meta's error
+-- (`errors = { { code, title, message, error_data = { details } } }`).
+-- Waits for the bot's answer (yields in a task, blocks in a plain script).
+-- @tparam string wamid the id the API answered
+-- @tparam[opt=131026] integer code the error code (e.g. 131026 undeliverable, 131049 not delivered)
+-- @tparam[opt] string details the error's details
+-- @return the bot's response, or nil and an error object (code "not_found", "webhook" or a transport code)
+function Sim:fail(wamid, code, details)
+  if not self._webhook then error("fail: the simulator has no webhook configured", 2) end
+  if code ~= nil and type(code) ~= "number" then error("fail: code must be a number", 2) end
+  if details ~= nil and type(details) ~= "string" then error("fail: details must be a string", 2) end
+  local msg = self._outgoing[wamid]
+  if not msg then
+    return nil, errors.new{ code = "not_found", message = "no accepted message with that id" }
+  end
+  code = code or 131026
+  local title = simulator.TITLES[code] or "Unknown error"
+  local payload = self:_status_payload(msg, "failed")
+  local st = payload.entry[1].changes[1].value.statuses[1]
+  st.pricing = nil
+  st.errors = { { code = code, title = title, message = title,
+    error_data = { details = details or DETAILS[code] or title },
+    href = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/" } }
+  return self:_deliver("status", payload)
 end
 
 local INBOUND_KEYS = { "text", "image", "video", "audio", "document", "sticker", "location", "contacts",
