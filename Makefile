@@ -116,6 +116,7 @@ bench: build
 	bash bench/run.sh
 	bash bench/http.sh
 	bash bench/client.sh
+	bash bench/bot_load.sh
 
 FUZZ_SECONDS ?= 60
 fuzz:

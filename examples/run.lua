@@ -90,7 +90,7 @@ end
 
 local function bot_options(ex, extra)
   local o = {}
-  for k, v in pairs(ex.options or {}) do o[k] = v end
+  for k, v in pairs(ex.bot_options or ex.options or {}) do o[k] = v end
   for k, v in pairs(extra) do o[k] = v end
   if o.log == nil then o.log = bot_log end
   return o
