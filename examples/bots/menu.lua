@@ -148,6 +148,11 @@ local HELP = "Tap *Menu* to order, *Order status* to see your orders. Send *hi* 
 --- Register the menu bot's handlers.
 -- @param bot a `whatsapp.bot`
 function menu.setup(bot)
+  -- Blue ticks: every message the user sends is marked read before it is handled.
+  bot:use(function(ctx, next)
+    if ctx.kind == "message" and ctx.id then ctx:mark_read() end
+    return next()
+  end)
   bot:command("start", home)
   bot:text(function(text) return GREETINGS[trim(text):lower()] end, home)
   bot:button("menu", show_menu)
