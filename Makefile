@@ -2,7 +2,13 @@
 #
 # Knobs are ?= and take LuaRocks' names, so `make LUA=luajit` or
 # `make LUA_INCDIR=/usr/include/luajit-2.1` both work.  The build goes to
-# build/$(LUA)/whatsapp/core.so, so Lua 5.4 and LuaJIT builds live side by side.
+# build/$(LUA)/whatsapp/core.so and build/$(LUA)/whatsapp/core/http.so, so
+# Lua 5.4 and LuaJIT builds live side by side.
+#
+# Two C modules: whatsapp.core (crypto, webhook parser, loop, listener: links
+# libevent, libcrypto, yajl) and whatsapp.core.http (the libcurl transport,
+# loaded by whatsapp.http on first use), so a process that only listens never
+# maps libcurl and the thirty-odd libraries it pulls in.
 
 LUA        ?= lua5.4
 ifeq ($(LUA),luajit)
@@ -34,22 +40,32 @@ LUAVER     ?= 5.4
 LUADIR     ?= $(PREFIX)/share/lua/$(LUAVER)
 LIBDIR     ?= $(PREFIX)/lib/lua/$(LUAVER)
 
-SRCS := csrc/core.c csrc/crypto.c csrc/json.c csrc/webhook.c csrc/loop.c csrc/http.c csrc/server.c
+SRCS := csrc/core.c csrc/crypto.c csrc/json.c csrc/webhook.c csrc/loop.c csrc/headers.c \
+	csrc/server.c
+HTTP_SRCS := csrc/http.c
 HDRS := csrc/compat.h csrc/wa.h csrc/json.h
 CORE := $(BUILD)/whatsapp/core.so
+HTTP := $(BUILD)/whatsapp/core/http.so
 
 ALL_CFLAGS = $(WARNFLAGS) $(CFLAGS) $(SAN) -fPIC -fvisibility=hidden \
 	-D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(SSL_CFLAGS) $(CURL_CFLAGS)
+# Link only the libraries a module calls directly (Debian's toolchain does
+# this by default; say it for the others).
+AS_NEEDED  ?= -Wl,--as-needed
 
 .PHONY: all build deps test test-quick spec spec-luajit lint asan valgrind rock \
 	nginx-test bench fuzz run clean help
 
 all: build
-build: $(CORE)
+build: $(CORE) $(HTTP)
 
 $(CORE): $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(YAJL_LIBS) $(CURL_LIBS) $(EVENT_LIBS) $(SSL_LIBS)
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(AS_NEEDED) $(YAJL_LIBS) $(EVENT_LIBS) $(SSL_LIBS)
+
+$(HTTP): $(HTTP_SRCS) $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(HTTP_SRCS) $(AS_NEEDED) $(CURL_LIBS) $(EVENT_LIBS) $(SSL_LIBS)
 
 help:
 	@echo "make run          the sandbox: chat page + example bot (BOT=menu|echo|orders); WA_* vars: the real API"
@@ -127,9 +143,10 @@ run: deps build
 	lua5.4 examples/run.lua $(BOT)
 
 install: build
-	mkdir -p $(DESTDIR)$(LUADIR)/whatsapp $(DESTDIR)$(LIBDIR)/whatsapp
+	mkdir -p $(DESTDIR)$(LUADIR)/whatsapp $(DESTDIR)$(LIBDIR)/whatsapp/core
 	cp lua/whatsapp/*.lua $(DESTDIR)$(LUADIR)/whatsapp/
 	cp $(CORE) $(DESTDIR)$(LIBDIR)/whatsapp/core.so
+	cp $(HTTP) $(DESTDIR)$(LIBDIR)/whatsapp/core/http.so
 
 clean:
 	rm -rf build

@@ -189,8 +189,8 @@ lua_impls=()
 declare -A INTERP=([lua5.4]="$LUA54" [luajit]="$LUAJIT")
 declare -A CPATHOF=([lua5.4]="./build/lua5.4/?.so;;" [luajit]="./build/luajit/?.so;;")
 for impl in lua5.4 luajit; do
-  if [ ! -f "build/$impl/whatsapp/core.so" ]; then
-    echo "NOTE: build/$impl/whatsapp/core.so missing (run make LUA=$impl); skipping $impl" >&2
+  if [ ! -f "build/$impl/whatsapp/core.so" ] || [ ! -f "build/$impl/whatsapp/core/http.so" ]; then
+    echo "NOTE: build/$impl/whatsapp/core.so or core/http.so missing (run make LUA=$impl); skipping $impl" >&2
   elif ! command -v "${INTERP[$impl]}" >/dev/null 2>&1; then
     echo "NOTE: ${INTERP[$impl]} not found; skipping $impl" >&2
   else

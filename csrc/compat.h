@@ -48,8 +48,10 @@ static inline void wa_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 /* Hide everything but luaopen_* from the shared object. */
 #if defined(__GNUC__)
 #define WA_HIDDEN __attribute__((visibility("hidden")))
+#define WA_EXPORT __attribute__((visibility("default")))
 #else
 #define WA_HIDDEN
+#define WA_EXPORT
 #endif
 
 #endif /* WA_COMPAT_H */

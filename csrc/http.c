@@ -1,6 +1,11 @@
 /*
- * http.c - the libcurl transport: a Session ("whatsapp.http.Session") owns a
- * curl multi handle and a share handle, driven by the loop's libevent base.
+ * http.c - the libcurl transport, the C module whatsapp.core.http (a shared
+ * object of its own, so that only a process that makes HTTP requests maps
+ * libcurl and its libraries; whatsapp.http loads it on first use).  It
+ * reaches the loop through the loop's function table (see wa.h).
+ *
+ * A Session ("whatsapp.http.Session") owns a curl multi handle and a share
+ * handle, driven by the loop's libevent base.
  *
  * session:submit(request, token) adds a transfer and returns at once; when it
  * ends the loop calls dispatch(token, response) or dispatch(token, nil, code,
@@ -24,6 +29,7 @@
  * aborted, connection, io, url, transport) and libcurl's message, which names
  * the host but never a request header: the Authorization header cannot leak.
  */
+#define WA_OUTSIDE_CORE /* loop calls through lp->api */
 #include "wa.h"
 
 #include <stdio.h>
@@ -37,7 +43,6 @@
 #include <openssl/evp.h>
 
 #define WA_SESSION_MT "whatsapp.http.Session"
-#define WA_HEADERS_MT "whatsapp.http.Headers"
 #define WA_HOLDER_MT "whatsapp.http.Holder"
 #define WA_POOL_MAX 64
 #define WA_HEADER_MAX 8192 /* one request header line */
@@ -370,66 +375,12 @@ static const char *wa_curl_code(const wa_xfer *x, CURLcode rc)
 	}
 }
 
-/* Case-insensitive lookups on a headers table whose keys are lower case. */
-#define WA_NAME_MAX 256 /* longer header names are kept as they are */
-
-/* Pushes name in lower case (as it is when it is absurdly long). */
-static void wa_push_lower(lua_State *L, const char *name, size_t n)
-{
-	char buf[WA_NAME_MAX];
-	size_t i;
-	if (n >= sizeof buf) {
-		lua_pushlstring(L, name, n);
-		return;
-	}
-	for (i = 0; i < n; i++) {
-		char c = name[i];
-		buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-	}
-	lua_pushlstring(L, buf, n);
-}
-
-static int wa_headers_index(lua_State *L)
-{
-	size_t n;
-	const char *k;
-	if (lua_type(L, 2) != LUA_TSTRING)
-		return 0;
-	k = lua_tolstring(L, 2, &n);
-	wa_push_lower(L, k, n);
-	lua_rawget(L, 1);
-	return 1;
-}
-
-void wa_headers_new(lua_State *L)
-{
-	lua_createtable(L, 0, 8);
-	luaL_getmetatable(L, WA_HEADERS_MT);
-	lua_setmetatable(L, -2);
-}
-
-void wa_headers_add(lua_State *L, const char *name, size_t nl, const char *value, size_t vl)
-{
-	wa_push_lower(L, name, nl);
-	lua_pushvalue(L, -1);
-	lua_rawget(L, -3);
-	if (lua_isstring(L, -1)) {
-		lua_pushliteral(L, ", ");
-		lua_pushlstring(L, value, vl);
-		lua_concat(L, 3);
-	} else {
-		lua_pop(L, 1);
-		lua_pushlstring(L, value, vl);
-	}
-	lua_rawset(L, -3);
-}
-
-/* Push the header lines of hdr as a table: lower-cased names, repeated
- * headers joined with ", ". */
-static void wa_push_headers(lua_State *T, const wa_buf *hdr)
+/* Push the header lines of hdr as a headers table (the core's, see
+ * headers.c): lower-cased names, repeated headers joined with ", ". */
+static void wa_push_headers(wa_loop *lp, lua_State *T, const wa_buf *hdr)
 {
 	const char *p = hdr->p, *end = hdr->p + hdr->len;
-	wa_headers_new(T);
+	lp->api->headers_new(T);
 	while (p != NULL && p < end) {
 		const char *eol = (const char *)memchr(p, '\n', (size_t)(end - p));
 		const char *colon, *v, *ve;
@@ -443,7 +394,7 @@ static void wa_push_headers(lua_State *T, const wa_buf *hdr)
 				v++;
 			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
 				ve--;
-			wa_headers_add(T, p, (size_t)(colon - p), v, (size_t)(ve - v));
+			lp->api->headers_add(T, p, (size_t)(colon - p), v, (size_t)(ve - v));
 		}
 		p = eol + 1;
 	}
@@ -468,7 +419,7 @@ static int wa_xfer_deliver(lua_State *T)
 		lua_createtable(T, 0, 6);
 		lua_pushinteger(T, status);
 		lua_setfield(T, -2, "status");
-		wa_push_headers(T, &x->hdr);
+		wa_push_headers(x->s->lp, T, &x->hdr);
 		lua_setfield(T, -2, "headers");
 		if (x->out_path != NULL) {
 			unsigned char dg[EVP_MAX_MD_SIZE];
@@ -622,7 +573,7 @@ static long wa_ms(lua_Number secs)
 	return ms > 0 ? ms : 1;
 }
 
-/* core.http_session(loop, opts) -> Session.  opts: ca_file, ca_path, verify
+/* http.session(loop, opts) -> Session.  opts: ca_file, ca_path, verify
  * (default true), user_agent, max_host_connections, max_connections, timeout
  * and connect_timeout (seconds; defaults for requests that give none). */
 static int wa_session_new(lua_State *L)
@@ -1110,26 +1061,29 @@ static const luaL_Reg wa_session_methods[] = {
 	{NULL, NULL},
 };
 
-/* core.curl_version() -> string */
+/* http.curl_version() -> string */
 static int wa_curl_version(lua_State *L)
 {
 	lua_pushstring(L, curl_version());
 	return 1;
 }
 
-void wa_http_open(lua_State *L)
+WA_EXPORT int luaopen_whatsapp_core_http(lua_State *L);
+
+/* require "whatsapp.core.http" -> { session = fn(loop, opts), curl_version = fn }.
+ * The headers metatable is the core's: whatsapp.core is loaded first (the
+ * loop that every session needs comes from it). */
+int luaopen_whatsapp_core_http(lua_State *L)
 {
 	wa_class(L, WA_SESSION_MT, wa_session_methods, wa_session__gc);
 	luaL_newmetatable(L, WA_HOLDER_MT);
 	lua_pushcfunction(L, wa_holder__gc);
 	lua_setfield(L, -2, "__gc");
 	lua_pop(L, 1);
-	luaL_newmetatable(L, WA_HEADERS_MT);
-	lua_pushcfunction(L, wa_headers_index);
-	lua_setfield(L, -2, "__index");
-	lua_pop(L, 1);
+	lua_createtable(L, 0, 2);
 	lua_pushcfunction(L, wa_session_new);
-	lua_setfield(L, -2, "http_session");
+	lua_setfield(L, -2, "session");
 	lua_pushcfunction(L, wa_curl_version);
 	lua_setfield(L, -2, "curl_version");
+	return 1;
 }

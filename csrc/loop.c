@@ -35,7 +35,6 @@
 
 #include <event2/event.h>
 
-#define WA_LOOP_MT "whatsapp.loop.Loop"
 #define WA_TIMER_MT "whatsapp.loop.Timer"
 #define WA_SIGNAL_MT "whatsapp.loop.Signal"
 
@@ -45,10 +44,6 @@ struct wa_deferred {
 	char code[24];
 	char msg[200];
 };
-
-typedef struct {
-	wa_loop *lp; /* NULL once closed */
-} wa_loop_ud;
 
 /* ---- life cycle ----------------------------------------------------------- */
 
@@ -220,6 +215,22 @@ void wa_loop_defer_error(wa_loop *lp, int ref, const char *code, const char *msg
 	event_active(lp->defer_ev, EV_TIMEOUT, 0);
 }
 
+/* ---- the table modules outside the core call through ----------------------- */
+
+static const wa_loop_api wa_api = {
+	WA_LOOP_ABI,
+	sizeof(struct wa_loop),
+	wa_loop_ref,
+	wa_loop_unref,
+	wa_loop_push_dispatch,
+	wa_loop_call,
+	wa_loop_defer_error,
+	wa_loop_retain,
+	wa_loop_release,
+	wa_headers_new,
+	wa_headers_add,
+};
+
 /* ---- the Loop object ------------------------------------------------------- */
 
 /* core.loop() -> Loop.  Raises on memory exhaustion or if libevent fails. */
@@ -234,6 +245,7 @@ static int wa_loop_new(lua_State *L)
 	lp = (wa_loop *)calloc(1, sizeof *lp);
 	if (lp == NULL)
 		return luaL_error(L, "out of memory");
+	lp->api = &wa_api;
 	lp->thread_ref = lp->refs_ref = LUA_NOREF;
 	lp->dispatch_ref = lp->report_ref = LUA_NOREF;
 	u->lp = lp;

@@ -36,15 +36,25 @@ external_dependencies = {
 build = {
   type = "builtin",
   modules = {
+    -- The core: crypto, webhook parser, loop, listener.  No libcurl here, so a process
+    -- that only listens does not map it and the libraries it pulls in.
     ["whatsapp.core"] = {
       sources = {
         "csrc/core.c", "csrc/crypto.c", "csrc/json.c", "csrc/webhook.c",
-        "csrc/loop.c", "csrc/http.c", "csrc/server.c",
+        "csrc/loop.c", "csrc/headers.c", "csrc/server.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "crypto", "yajl", "curl", "event" },
-      incdirs = { "$(OPENSSL_INCDIR)", "$(YAJL_INCDIR)", "$(CURL_INCDIR)", "$(LIBEVENT_INCDIR)" },
-      libdirs = { "$(OPENSSL_LIBDIR)", "$(YAJL_LIBDIR)", "$(CURL_LIBDIR)", "$(LIBEVENT_LIBDIR)" },
+      libraries = { "crypto", "yajl", "event" },
+      incdirs = { "$(OPENSSL_INCDIR)", "$(YAJL_INCDIR)", "$(LIBEVENT_INCDIR)" },
+      libdirs = { "$(OPENSSL_LIBDIR)", "$(YAJL_LIBDIR)", "$(LIBEVENT_LIBDIR)" },
+    },
+    -- The libcurl transport, loaded by whatsapp.http on first use.
+    ["whatsapp.core.http"] = {
+      sources = { "csrc/http.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "curl", "event", "crypto" },
+      incdirs = { "$(CURL_INCDIR)", "$(LIBEVENT_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(LIBEVENT_LIBDIR)", "$(OPENSSL_LIBDIR)" },
     },
     ["whatsapp"] = "lua/whatsapp/init.lua",
     ["whatsapp.errors"] = "lua/whatsapp/errors.lua",

@@ -12,6 +12,7 @@ check='
 local webhook = require "whatsapp.webhook"
 local core = require "whatsapp.core"
 assert(package.searchpath("whatsapp.core", package.cpath):find(TREE, 1, true), "core not from the tree")
+assert(package.searchpath("whatsapp.core.http", package.cpath):find(TREE, 1, true), "core.http not from the tree")
 local f = assert(io.open(FIXTURE, "rb")); local body = f:read("*a"); f:close()
 local hook = webhook.new{ app_secret = "s" }
 local evs = assert(hook:parse(body, { ["X-Hub-Signature-256"] = webhook.sign(body, "s") }))
@@ -21,6 +22,7 @@ assert(err.status == 401)
 -- the runtime from the tree: own listener, own transport, one round trip
 local loop, http, server = require "whatsapp.loop", require "whatsapp.http", require "whatsapp.server"
 local srv = assert(server.listen{ port = 0, handler = function(req) return 200, nil, "pong " .. req.body end })
+assert(package.loaded["whatsapp.core.http"] == nil, "libcurl loaded before the first request")
 local res = assert(http.request{ url = "http://127.0.0.1:" .. srv:port() .. "/", body = "ping" })
 assert(res.status == 200 and res.body == "pong ping", "runtime round trip failed")
 srv:close()

@@ -298,6 +298,35 @@ describe("whatsapp.server with curl #peer", function()
     srv:close()
   end))
 
+  it("a process that listens does not load libcurl until its first request", function()
+    local script = dir .. "/lazy.lua"
+    peer.write_file(script, [[
+      local function mapped(lib)
+        local f = assert(io.open("/proc/self/maps"))
+        local maps = f:read("*a")
+        f:close()
+        return maps:find(lib, 1, true) ~= nil
+      end
+      local loop = require "whatsapp.loop"
+      local server = require "whatsapp.server"
+      local http = require "whatsapp.http"
+      local srv = assert(server.listen{ port = 0, handler = function() return 200, nil, "pong" end })
+      io.stdout:write("listening curl=", tostring(mapped("libcurl")),
+                      " module=", tostring(package.loaded["whatsapp.core.http"] ~= nil), "\n")
+      local res
+      loop.spawn(function()
+        res = http.request{ url = "http://127.0.0.1:" .. srv:port() .. "/" }
+        srv:close()
+      end)
+      loop.run()
+      io.stdout:write("requested curl=", tostring(mapped("libcurl")), " status=", tostring(res and res.status),
+                      " body=", tostring(res and res.body), "\n")
+    ]])
+    local out = peer.capture(peer.lua_cmd(script) .. " 2>&1")
+    assert.matches("listening curl=false module=false\n", out, 1, true)
+    assert.matches("requested curl=true status=200 body=pong\n", out, 1, true)
+  end)
+
   it("graceful stop on SIGTERM: the request in flight completes, new ones are refused, exit 0",
      run.task(function()
     local script = dir .. "/graceful.lua"

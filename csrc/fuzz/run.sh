@@ -10,8 +10,9 @@ mkdir -p "$out" "$root/csrc/fuzz/corpus-work"
 clang -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all -I/usr/include/lua5.4 \
 	"$root/csrc/fuzz/fuzz_webhook.c" "$root/csrc/core.c" "$root/csrc/crypto.c" \
-	"$root/csrc/json.c" "$root/csrc/webhook.c" \
-	-llua5.4 -lyajl -lcrypto -lm -o "$out/fuzz_webhook"
+	"$root/csrc/json.c" "$root/csrc/webhook.c" "$root/csrc/loop.c" "$root/csrc/headers.c" \
+	"$root/csrc/server.c" \
+	-llua5.4 -lyajl -levent -lcrypto -lm -o "$out/fuzz_webhook"
 cp "$root"/spec/fixtures/webhooks/*.json "$root/csrc/fuzz/corpus-work/" 2>/dev/null || true
 cp "$root"/csrc/fuzz/seeds/* "$root/csrc/fuzz/corpus-work/" 2>/dev/null || true
 cd "$root/csrc/fuzz"

@@ -30,13 +30,21 @@
 -- here); sessions made with `http.session` always use libcurl.
 -- @module whatsapp.http
 local loop = require "whatsapp.loop"
-local core = require "whatsapp.core"
 local errors = require "whatsapp.errors"
 
 local http = {}
 
-local setmetatable, type = setmetatable, type
+local setmetatable, type, require = setmetatable, type, require
 local base = loop.core
+
+-- The libcurl transport is the C module whatsapp.core.http, loaded on first use: libcurl
+-- maps some thirty libraries into the process, which one that only listens (or only
+-- uses another backend) does without.
+local native
+local function curl()
+  if not native then native = require "whatsapp.core.http" end
+  return native
+end
 
 local RETRY = { timeout = true, connect = true, connection = true, resolve = false }
 local WEAK = { __mode = "k" }
@@ -61,7 +69,7 @@ Session.__name = "whatsapp.http.Session"
 function http.session(opts)
   if opts ~= nil and type(opts) ~= "table" then error("http.session: table expected", 2) end
   -- waiting: token (the waiting coroutine or function) -> transfer id, for cancel
-  return setmetatable({ core = core.http_session(base, opts), waiting = setmetatable({}, WEAK) }, Session)
+  return setmetatable({ core = curl().session(base, opts), waiting = setmetatable({}, WEAK) }, Session)
 end
 
 --- Send a request (see the module comment) and wait for its response.
@@ -138,7 +146,9 @@ function http.set_backend(b)
   backend = b
 end
 
---- libcurl's version line.
-http.curl_version = core.curl_version
+--- libcurl's version line (loads libcurl).
+function http.curl_version()
+  return curl().curl_version()
+end
 
 return http
