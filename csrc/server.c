@@ -3,7 +3,7 @@
  * bots: webhooks in, answers out, on the loop's base.
  *
  * Each request reaches Lua as dispatch(token, request, handle): request is a
- * plain table (method, uri, path, query, headers, body, peer) and handle a
+ * table (method, uri, path, query, headers, body, peer, handle) and handle a
  * Request userdata ("whatsapp.server.Request") whose respond() answers it,
  * now or later: a handler may yield first.  evhttp keeps a request alive until
  * it is answered even when the client has gone (it then only detaches it), so
@@ -45,6 +45,7 @@ typedef struct {
 	struct event *drained_ev;
 	int ref;                      /* handler token */
 	int self_ref;                 /* anchors the userdata while open */
+	int mt_ref;                   /* metatable of request tables, or LUA_NOREF */
 	int port;
 	long pending;                 /* handed to Lua, not answered */
 	long writing;                 /* answered, reply not yet written out */
@@ -84,15 +85,11 @@ static void wa_req_unlink(wa_req *w)
  * the end through on_complete when the write finishes, and through the
  * connection's close callback when it fails instead; whichever comes first
  * counts, and on_complete removes the close callback so it cannot fire for a
- * later request on the same connection. */
-typedef struct {
-	wa_server *srv;
-} wa_write;
-
-static void wa_write_finish(wa_write *wr)
+ * later request on the same connection.  A connection carries one request at
+ * a time (evhttp reads the next one only after the reply is out), so the
+ * server itself is all either callback needs: no allocation per reply. */
+static void wa_write_finish(wa_server *srv)
 {
-	wa_server *srv = wr->srv;
-	free(wr);
 	srv->writing--;
 	srv->lp->alive--;
 	if (srv->draining && srv->pending == 0 && srv->writing == 0 && srv->drained_ev != NULL)
@@ -104,49 +101,41 @@ static void wa_write_done(struct evhttp_request *req, void *arg)
 	struct evhttp_connection *con = evhttp_request_get_connection(req);
 	if (con != NULL)
 		evhttp_connection_set_closecb(con, NULL, NULL);
-	wa_write_finish((wa_write *)arg);
+	wa_write_finish((wa_server *)arg);
 }
 
 static void wa_write_lost(struct evhttp_connection *con, void *arg)
 {
 	evhttp_connection_set_closecb(con, NULL, NULL);
-	wa_write_finish((wa_write *)arg);
+	wa_write_finish((wa_server *)arg);
 }
 
-/* evhttp_send_reply, counted as above. */
-static void wa_send(wa_server *srv, struct evhttp_request *req, int status,
-		    const char *reason, struct evbuffer *b)
+/* evhttp_send_reply, counted as above.  The body is already in the request's
+ * output buffer (evhttp would only move it there from a buffer of ours). */
+static void wa_send(wa_server *srv, struct evhttp_request *req, int status, const char *reason)
 {
 	struct evhttp_connection *con = evhttp_request_get_connection(req);
 	if (srv->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 	if (con != NULL) {
-		wa_write *wr = (wa_write *)malloc(sizeof *wr);
-		if (wr != NULL) {
-			wr->srv = srv;
-			srv->writing++;
-			srv->lp->alive++;
-			evhttp_request_set_on_complete_cb(req, wa_write_done, wr);
-			evhttp_connection_set_closecb(con, wa_write_lost, wr);
-		}
+		srv->writing++;
+		srv->lp->alive++;
+		evhttp_request_set_on_complete_cb(req, wa_write_done, srv);
+		evhttp_connection_set_closecb(con, wa_write_lost, srv);
 	}
 	/* A detached request (client gone) is only freed by this. */
-	evhttp_send_reply(req, status, reason, b);
+	evhttp_send_reply(req, status, reason, NULL);
 }
 
 static void wa_reply_plain(wa_server *srv, struct evhttp_request *req, int status,
 			   const char *reason, const char *body, int close)
 {
-	struct evbuffer *b = evbuffer_new();
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
 	if (close)
 		evhttp_add_header(h, "Connection", "close");
-	if (b != NULL)
-		evbuffer_add(b, body, strlen(body));
-	wa_send(srv, req, status, reason, b);
-	if (b != NULL)
-		evbuffer_free(b);
+	evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
+	wa_send(srv, req, status, reason);
 }
 
 static const char *wa_reason(int status)
@@ -232,15 +221,14 @@ static int wa_req_respond(lua_State *L)
 			lua_pop(L, 1);
 		}
 	}
-	b = evbuffer_new();
-	if (b == NULL || (bl > 0 && evbuffer_add(b, body, bl) != 0)) {
-		if (b != NULL)
-			evbuffer_free(b);
+	b = evhttp_request_get_output_buffer(req);
+	if (bl > 0 && evbuffer_add(b, body, bl) != 0) {
+		/* Nothing half-written stays behind for the 500 that follows. */
+		evbuffer_drain(b, evbuffer_get_length(b));
 		return luaL_error(L, "out of memory");
 	}
 	wa_req_unlink(w);
-	wa_send(w->srv, req, (int)status, wa_reason((int)status), b);
-	evbuffer_free(b);
+	wa_send(w->srv, req, (int)status, wa_reason((int)status));
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -314,18 +302,27 @@ static int wa_incoming_deliver(lua_State *T)
 	size_t bl;
 
 	wa_loop_push_dispatch(srv->lp, T, srv->ref);
-	lua_createtable(T, 0, 8);
+	/* Sized for every field set here, handle included: no rehash. */
+	lua_createtable(T, 0, query != NULL ? 9 : srv->mt_ref != LUA_NOREF ? 7 : 8);
+	if (srv->mt_ref != LUA_NOREF) {
+		/* The Lua layer's Request metatable (methods, and the query table of
+		 * a request without one, made on first access). */
+		lua_rawgeti(T, LUA_REGISTRYINDEX, srv->lp->refs_ref);
+		lua_rawgeti(T, -1, srv->mt_ref);
+		lua_setmetatable(T, -3);
+		lua_pop(T, 1);
+	}
 	lua_pushstring(T, wa_method(evhttp_request_get_command(req)));
 	lua_setfield(T, -2, "method");
 	lua_pushstring(T, evhttp_request_get_uri(req));
 	lua_setfield(T, -2, "uri");
 	lua_pushstring(T, (path != NULL && *path) ? path : "/");
 	lua_setfield(T, -2, "path");
-	lua_newtable(T);
 	if (query != NULL) {
 		struct evkeyvalq q;
 		lua_pushstring(T, query);
-		lua_setfield(T, -3, "query_string");
+		lua_setfield(T, -2, "query_string");
+		lua_newtable(T);
 		TAILQ_INIT(&q);
 		if (evhttp_parse_query_str(query, &q) == 0) {
 			TAILQ_FOREACH(kv, &q, next) {
@@ -338,8 +335,11 @@ static int wa_incoming_deliver(lua_State *T)
 			}
 		}
 		evhttp_clear_headers(&q);
+		lua_setfield(T, -2, "query");
+	} else if (srv->mt_ref == LUA_NOREF) {
+		lua_newtable(T);
+		lua_setfield(T, -2, "query");
 	}
-	lua_setfield(T, -2, "query");
 	wa_headers_new(T);
 	TAILQ_FOREACH(kv, ih, next)
 		wa_headers_add(T, kv->key, strlen(kv->key), kv->value, strlen(kv->value));
@@ -372,6 +372,8 @@ static int wa_incoming_deliver(lua_State *T)
 	lua_rawgeti(T, -1, srv->self_ref);
 	lua_remove(T, -2);
 	wa_setuservalue(T, -2); /* the handle keeps its Server alive */
+	lua_pushvalue(T, -1);
+	lua_setfield(T, -3, "handle");
 	/* From here the handle owns the answer. */
 	w->srv = srv;
 	w->req = req;
@@ -398,14 +400,10 @@ static void wa_gencb(struct evhttp_request *req, void *arg)
 		const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 		const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 		if (path != NULL && strcmp(path, srv->health) == 0) {
-			struct evbuffer *b = evbuffer_new();
 			evhttp_add_header(evhttp_request_get_output_headers(req),
 					  "Content-Type", "application/json");
-			if (b != NULL)
-				evbuffer_add(b, "{\"status\":\"ok\"}\n", 16);
-			wa_send(srv, req, 200, "OK", b);
-			if (b != NULL)
-				evbuffer_free(b);
+			evbuffer_add(evhttp_request_get_output_buffer(req), "{\"status\":\"ok\"}\n", 16);
+			wa_send(srv, req, 200, "OK");
 			return;
 		}
 	}
@@ -475,9 +473,10 @@ static void wa_server_free(wa_server *srv, lua_State *L)
 	srv->health = NULL;
 	if (L != NULL) {
 		wa_loop_unref(lp, L, srv->ref);
+		wa_loop_unref(lp, L, srv->mt_ref);
 		wa_loop_unref(lp, L, srv->self_ref);
 	}
-	srv->ref = srv->self_ref = LUA_NOREF;
+	srv->ref = srv->self_ref = srv->mt_ref = LUA_NOREF;
 	srv->lp = NULL;
 	wa_loop_release(lp, L);
 }
@@ -503,9 +502,13 @@ static void wa_drained_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* core.server(loop, opts, token) -> Server.  opts: host (default
- * "127.0.0.1"), port (0 picks one), max_body, max_headers, timeout (seconds),
- * backlog, health (a path answered 200 without reaching Lua).  Returns nil,
+/* core.server(loop, opts, token[, request_mt]) -> Server.  opts: host
+ * (default "127.0.0.1"), port (0 picks one), max_body, max_headers, timeout
+ * (seconds), backlog, health (a path answered 200 without reaching Lua).
+ * Each request is dispatch(token, request, handle); request.handle is the
+ * handle too, and request_mt, when given, the request table's metatable (set
+ * here rather than by a Lua call per request); then a request without a query
+ * string has no query field, for the metatable to supply.  Returns nil,
  * message when the address cannot be bound. */
 static int wa_server_new(lua_State *L)
 {
@@ -541,9 +544,11 @@ static int wa_server_new(lua_State *L)
 	luaL_argcheck(L, max_body > 0 && max_headers > 0 && timeout > 0 && backlog > 0, 2,
 		      "limits must be positive");
 
+	if (!lua_isnoneornil(L, 4))
+		luaL_checktype(L, 4, LUA_TTABLE);
 	srv = (wa_server *)lua_newuserdata(L, sizeof *srv);
 	memset(srv, 0, sizeof *srv);
-	srv->ref = srv->self_ref = LUA_NOREF;
+	srv->ref = srv->self_ref = srv->mt_ref = LUA_NOREF;
 	luaL_getmetatable(L, WA_SERVER_MT);
 	lua_setmetatable(L, -2);
 	lua_pushvalue(L, 1);
@@ -606,6 +611,10 @@ static int wa_server_new(lua_State *L)
 	}
 	lua_pushvalue(L, 3);
 	srv->ref = wa_loop_ref(lp, L);
+	if (lua_istable(L, 4)) {
+		lua_pushvalue(L, 4);
+		srv->mt_ref = wa_loop_ref(lp, L);
+	}
 	lua_pushvalue(L, -1);
 	srv->self_ref = wa_loop_ref(lp, L);
 	return 1;

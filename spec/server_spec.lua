@@ -33,6 +33,28 @@ describe("whatsapp.server with its own transport", function()
     srv:close()
   end))
 
+  it("the request table: fields, methods, and an empty query table without a query string", run.task(function()
+    local seen = {}
+    local srv = assert(server.listen{ port = 0, handler = function(req)
+      seen[#seen + 1] = {
+        query_type = type(req.query), same = req.query == req.query, query_string = req.query_string,
+        handle = req.handle ~= nil, respond = type(req.respond), gone = req:gone(), x = req.query.x,
+      }
+      req.query.added = "yes" -- the table is the request's own
+      return 200, nil, req.query.added
+    end })
+    local url = "http://127.0.0.1:" .. srv:port()
+    assert.equal("yes", assert(http.request{ url = url .. "/plain" }).body)
+    assert.equal("yes", assert(http.request{ url = url .. "/q?x=1" }).body)
+    assert.equal("yes", assert(http.request{ url = url .. "/plain" }).body)
+    assert.same({ query_type = "table", same = true, handle = true, respond = "function", gone = false },
+                seen[1])
+    assert.same({ query_type = "table", same = true, query_string = "x=1", handle = true,
+                  respond = "function", gone = false, x = "1" }, seen[2])
+    assert.same(seen[1], seen[3])
+    srv:close()
+  end))
+
   it("a taken port gives nil, message", run.task(function()
     local a = assert(server.listen{ port = 0, handler = echo_handler })
     local b, err = server.listen{ port = a:port(), handler = echo_handler }

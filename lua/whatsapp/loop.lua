@@ -59,6 +59,7 @@ Task.__name = "whatsapp.loop.Task"
 
 local task_of = setmetatable({}, { __mode = "k" }) -- coroutine -> task
 local live = 0
+local NONE = {} -- the results of every task that returned nothing (never written to)
 
 local wake -- forward
 
@@ -69,8 +70,11 @@ local function finish(task, ok, ...)
   -- tables (no ephemerons) would otherwise keep forever.
   task_of[task.co] = nil
   if ok then
-    task.n = select("#", ...)
-    task.results = { ... }
+    local n = select("#", ...)
+    if n > 0 then
+      task.n = n
+      task.results = { ... }
+    end
   else
     local err = ...
     task.err = err
@@ -146,7 +150,9 @@ function loop.spawn(fn, ...)
     co = co_create(worker)
   end
   box[1], box[2], box[3], box[4] = fn, a, b, c
-  local task = setmetatable({ co = co, box = box }, Task)
+  -- Five fields from the start size the table for the two it may get later (done, err):
+  -- it is never resized.
+  local task = setmetatable({ co = co, box = box, n = 0, results = NONE, waiters = false }, Task)
   task_of[co] = task
   live = live + 1
   resume(task, box)

@@ -23,21 +23,32 @@ local core = require "whatsapp.core"
 
 local server = {}
 
-local setmetatable, type, pcall, tostring = setmetatable, type, pcall, tostring
+local setmetatable, type, pcall, xpcall, tostring, rawset = setmetatable, type, pcall, xpcall, tostring, rawset
 local traceback = debug.traceback
 local spawn = loop.spawn
 local base = loop.core
 
+-- Methods of the request tables handlers get. C builds each table with this metatable
+-- and `handle` already set; a request without a query string gets its (empty) `query`
+-- table only if something reads it.
 local Request = {}
-Request.__index = Request
+local methods = {}
+Request.__index = function(req, k)
+  if k == "query" then
+    local q = {}
+    rawset(req, "query", q)
+    return q
+  end
+  return methods[k]
+end
 
 --- Answer the request (once; later calls return false).
-function Request:respond(status, headers, body)
+function methods:respond(status, headers, body)
   return self.handle:respond(status, headers, body)
 end
 
 --- True once the client has closed its connection.
-function Request:gone()
+function methods:gone()
   return self.handle:gone()
 end
 
@@ -52,9 +63,11 @@ local function run_handler(handler, req, h)
     if not h:answered() then h:respond(500, nil, "internal error\n") end
     return
   end
-  if status ~= nil and not h:answered() then
+  if status ~= nil then
+    -- respond() returns false, sending nothing, when the handler answered already (what it
+    -- returned then does not matter, even if respond() would refuse it).
     local sent, err = pcall(h.respond, h, status, headers, body)
-    if not sent then
+    if not sent and not h:answered() then
       loop.report("bad response from handler: " .. tostring(err))
       h:respond(500, nil, "internal error\n")
     end
@@ -77,11 +90,9 @@ function server.listen(opts)
   end
   local handler = opts.handler
   local function on_request(req, h)
-    req.handle = h
-    setmetatable(req, Request)
     spawn(run_handler, handler, req, h)
   end
-  local c, err = core.server(base, opts, on_request)
+  local c, err = core.server(base, opts, on_request, Request)
   if not c then return nil, err end
   local srv = setmetatable({ core = c }, Server)
   srv.unregister = loop.on_stop(function() srv:drain() end)
