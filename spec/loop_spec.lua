@@ -79,7 +79,76 @@ describe("whatsapp.loop", function()
 
     it("spawn checks its argument", function()
       assert.has_error(function() loop.spawn(42) end)
+      assert.has_error(function() loop.spawn_detached(42) end)
     end)
+  end)
+
+  describe("detached tasks", function()
+    it("run at once, wait like tasks, count in tasks(), return nothing", function()
+      local before = loop.tasks()
+      local steps = {}
+      local r = loop.spawn_detached(function(a, b, c)
+        steps[#steps + 1] = a .. b .. c
+        loop.sleep(0)
+        steps[#steps + 1] = "after sleep"
+        return "dropped"
+      end, 1, 2, 3)
+      assert.is_nil(r)
+      assert.same({ "123" }, steps)
+      assert.equal(before + 1, loop.tasks())
+      assert.equal("done", run.loop())
+      assert.same({ "123", "after sleep" }, steps)
+      assert.equal(before, loop.tasks())
+      -- one that never waits is over when spawn_detached returns
+      loop.spawn_detached(function() steps[#steps + 1] = "quick" end)
+      assert.equal("quick", steps[3])
+      assert.equal(before, loop.tasks())
+    end)
+
+    it("current() gives a detached job a task of its own, the same one after a wait", run.task(function()
+      local seen = {}
+      loop.spawn_detached(function()
+        seen[1] = loop.current()
+        loop.sleep(0.01)
+        seen[2] = loop.current()
+        return "r1", nil, "r3"
+      end)
+      assert.is_table(seen[1])
+      assert.equal(seen[1], seen[2] or seen[1])
+      assert.are_not.equal(loop.current(), seen[1])
+      -- from then on it is an ordinary task: others can wait for it and get its results
+      local a, b, c = seen[1]:wait()
+      assert.equal(seen[1], seen[2])
+      assert.same({ "r1", nil, "r3" }, { a, b, c })
+      -- one that asks only after its first wait
+      local late
+      loop.spawn_detached(function()
+        loop.sleep(0)
+        late = loop.current()
+        return "late"
+      end)
+      assert.is_nil(late)
+      run.wait_for(function() return late ~= nil end, 5)
+      assert.equal("late", late:wait())
+    end))
+
+    it("an error is reported, before or after a wait, and the loop keeps working", run.task(function()
+      run.reported = {}
+      loop.spawn_detached(function() error("detached early boom") end)
+      assert.equal(1, #run.reported)
+      assert.matches("detached early boom", run.reported[1])
+      assert.matches("traceback", run.reported[1])
+      local before = loop.tasks()
+      loop.spawn_detached(function() loop.sleep(0) error("detached late boom") end)
+      run.wait_for(function() return #run.reported == 2 end, 5)
+      assert.matches("detached late boom", run.reported[2])
+      assert.equal(before, loop.tasks())
+      -- the pool still hands out working coroutines
+      local ok = false
+      loop.spawn_detached(function() loop.sleep(0) ok = true end)
+      run.wait_for(function() return ok end, 5)
+      assert.is_true(ok)
+    end))
   end)
 
   describe("timers", function()

@@ -159,10 +159,66 @@ function loop.spawn(fn, ...)
   return task
 end
 
+-- Detached tasks (the listener runs each request's handler as one): nobody holds or waits
+-- for them, so most never need a task object. Their pooled coroutine is listed in
+-- `detached` (coroutine -> its box) while the job runs; a task object is made only if the
+-- job asks for it (loop.current()), and from then on the job is an ordinary task. Results
+-- are dropped; an error is reported as for any task.
+local detached = setmetatable({}, { __mode = "k" })
+
+local function after_detached(co, box, ok, first, ...)
+  local task = task_of[co]
+  if task then return after(task, ok, first, ...) end -- became a task during this run
+  if not ok then
+    detached[co] = nil
+    live = live - 1
+    return loop.report(traceback(co, tostring(first)))
+  end
+  if first == DONE then
+    detached[co] = nil
+    live = live - 1
+    if nidle < MAX_IDLE then
+      nidle = nidle + 1
+      idle_co[nidle], idle_box[nidle] = co, box
+    end
+  end
+end
+
+--- Run `fn(a, b, c)` as a task that nobody waits for: like `spawn`, but it returns
+-- nothing, drops fn's results, and makes no task object unless code inside calls
+-- `loop.current()`. Cheaper per call; the listener runs its handlers this way.
+-- @tparam function fn
+function loop.spawn_detached(fn, a, b, c)
+  if type(fn) ~= "function" then error("loop.spawn_detached: function expected", 2) end
+  local co, box
+  if nidle > 0 then
+    co, box = idle_co[nidle], idle_box[nidle]
+    idle_co[nidle], idle_box[nidle] = nil, nil
+    nidle = nidle - 1
+  else
+    box = {}
+    co = co_create(worker)
+  end
+  box[1], box[2], box[3], box[4] = fn, a, b, c
+  detached[co] = box
+  live = live + 1
+  return after_detached(co, box, co_resume(co, box))
+end
+
 --- The task running now, or nil outside any task.
 function loop.current()
   local co = co_running()
-  return co and task_of[co] or nil
+  if not co then return nil end
+  local task = task_of[co]
+  if task == nil then
+    local box = detached[co]
+    if box == nil then return nil end
+    -- A detached job asks for its task: it gets one, and is an ordinary task from now on.
+    detached[co] = nil
+    task = setmetatable({ co = co, box = box, n = 0, results = NONE, waiters = false }, Task)
+    task_of[co] = task
+  end
+  return task
 end
 
 --- Number of tasks started and not finished.
@@ -176,6 +232,8 @@ local function dispatch(token, ...)
   if type(token) == "function" then return token(...) end
   local task = task_of[token]
   if task then return resume(task, ...) end
+  local box = detached[token]
+  if box then return after_detached(token, box, co_resume(token, ...)) end
   -- A coroutine that is not a task (made by the caller): resume it as is.
   -- A late answer for one that has finished is dropped.
   if co_status(token) == "dead" then return end
@@ -209,7 +267,7 @@ end
 -- @return what the completion was dispatched with
 function loop.await(submit)
   local co = co_running()
-  if co and task_of[co] then
+  if co and (task_of[co] or detached[co]) then
     local ok, e1, e2 = submit(co)
     if not ok then return nil, e1, e2 end
     return co_yield()

@@ -25,7 +25,7 @@ local server = {}
 
 local setmetatable, type, pcall, xpcall, tostring, rawset = setmetatable, type, pcall, xpcall, tostring, rawset
 local traceback = debug.traceback
-local spawn = loop.spawn
+local spawn_detached = loop.spawn_detached
 local base = loop.core
 
 -- Methods of the request tables handlers get. C builds each table with this metatable
@@ -90,7 +90,7 @@ function server.listen(opts)
   end
   local handler = opts.handler
   local function on_request(req, h)
-    spawn(run_handler, handler, req, h)
+    spawn_detached(run_handler, handler, req, h)
   end
   local c, err = core.server(base, opts, on_request, Request)
   if not c then return nil, err end
