@@ -49,6 +49,8 @@ local VERSION = "0.1.0"
 local DEFAULT_BASE = "https://graph.facebook.com"
 local DEFAULT_API = "v23.0"
 
+local NO_OPTS = setmetatable({}, { __newindex = function() error("read-only", 2) end })
+
 local Client = {}
 Client.__index = Client
 Client.__name = "whatsapp.Client"
@@ -279,7 +281,7 @@ end
 function Client:send(msg, opts)
   if type(msg) ~= "table" then error("client:send: message table expected", 2) end
   local pnid = need_phone(self)
-  opts = opts or {}
+  opts = opts or NO_OPTS
   if self.validate and opts.validate ~= false then
     local ok, verr = validate.message(msg)
     if not ok then return nil, verr end
@@ -289,11 +291,19 @@ function Client:send(msg, opts)
   -- message.encode keeps the builders' empty arrays as [] (lua-cjson 2.1 has no array marker).
   local ok, text = pcall(message.encode, msg)
   if not ok then error("client:send: the message cannot be encoded as JSON: " .. tostring(text), 2) end
-  local body, err = self:request("POST", pnid .. "/messages", {
-    body = text, recipient = recipient, idempotent = is_read or msg.type == "reaction", timeout = opts.timeout,
-    paced = not is_read,
-  })
-  if not body then return nil, err end
+  -- The hot path: the URL is made once per client, and no options table per send.
+  local url = self.messages_url
+  if not url then
+    url = graph_url(self, pnid .. "/messages")
+    self.messages_url = url
+  end
+  local res, err = perform(self, {
+    method = "POST", url = url, body = text, headers = self.json_headers,
+    timeout = opts.timeout or self.timeout, connect_timeout = self.connect_timeout,
+  }, is_read or msg.type == "reaction", recipient, not is_read)
+  if not res then return nil, err end
+  local body, derr = decode_body(res)
+  if not body then return nil, derr end
   if is_read then return { success = body.success == true, response = body } end
   local m = type(body.messages) == "table" and body.messages[1] or nil
   local c = type(body.contacts) == "table" and body.contacts[1] or nil
@@ -630,6 +640,7 @@ function Client:for_number(phone_number_id)
   local c = setmetatable({}, Client)
   for k, v in pairs(self) do c[k] = v end
   c.phone_number_id = tostring(phone_number_id)
+  c.messages_url = nil
   if self.pace then
     c.pace = rate.new{ per_second = 1 / self.pace.interval, burst = self.pace.tolerance / self.pace.interval + 1 }
   end

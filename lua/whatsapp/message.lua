@@ -114,8 +114,10 @@ end
 -- Option names every message accepts.
 local COMMON = { reply_to = true, biz_opaque_callback_data = true, recipient_type = true }
 
+local NO_OPTS = setmetatable({}, { __newindex = function() error("read-only", 2) end })
+
 local function check_opts(fname, opts, allowed)
-  if opts == nil then return {} end
+  if opts == nil then return NO_OPTS end
   if type(opts) ~= "table" then fail(fname, "opts must be a table, got %s", type(opts)) end
   for k in pairs(opts) do
     if not (COMMON[k] or (allowed and allowed[k])) then
@@ -130,6 +132,7 @@ local function set(...)
   for i = 1, select("#", ...) do s[select(i, ...)] = true end
   return s
 end
+local TEXT_OPTS = set("preview_url")
 
 -- The envelope shared by every message type.
 local function envelope(fname, to, mtype, opts)
@@ -177,7 +180,7 @@ end
 -- @tparam[opt] table opts common options, and `preview_url` (boolean, written when given)
 -- @treturn table the message body
 function message.text(to, body, opts)
-  opts = check_opts("text", opts, set("preview_url"))
+  opts = check_opts("text", opts, TEXT_OPTS)
   local m = envelope("text", to, "text", opts)
   m.text = { body = check_string("text", "body", body) }
   if opts.preview_url ~= nil then
