@@ -110,16 +110,33 @@ local function worker(box)
   end
 end
 
+-- An idle worker and its box from the pool, or a new pair.
+local function take_worker()
+  if nidle == 0 then
+    local box = {}
+    return co_create(worker), box
+  end
+  local co, box = idle_co[nidle], idle_box[nidle]
+  idle_co[nidle], idle_box[nidle] = nil, nil
+  nidle = nidle - 1
+  return co, box
+end
+
+-- Park a worker whose job finished, unless the pool is full.
+local function park_worker(co, box)
+  if nidle < MAX_IDLE then
+    nidle = nidle + 1
+    idle_co[nidle], idle_box[nidle] = co, box
+  end
+end
+
 local function after(task, ok, first, ...)
   if not ok then
     return finish(task, false, first)
   end
   if first == DONE then
     finish(task, true, ...)
-    if nidle < MAX_IDLE then
-      nidle = nidle + 1
-      idle_co[nidle], idle_box[nidle] = task.co, task.box
-    end
+    park_worker(task.co, task.box)
     task.box = nil
   end
 end
@@ -140,15 +157,7 @@ function loop.spawn(fn, ...)
     local args = { ... }
     fn, a, b, c = function() return fn(unpack(args, 1, n)) end, nil, nil, nil
   end
-  local co, box
-  if nidle > 0 then
-    co, box = idle_co[nidle], idle_box[nidle]
-    idle_co[nidle], idle_box[nidle] = nil, nil
-    nidle = nidle - 1
-  else
-    box = {}
-    co = co_create(worker)
-  end
+  local co, box = take_worker()
   box[1], box[2], box[3], box[4] = fn, a, b, c
   -- Five fields from the start size the table for the two it may get later (done, err):
   -- it is never resized.
@@ -177,10 +186,7 @@ local function after_detached(co, box, ok, first, ...)
   if first == DONE then
     detached[co] = nil
     live = live - 1
-    if nidle < MAX_IDLE then
-      nidle = nidle + 1
-      idle_co[nidle], idle_box[nidle] = co, box
-    end
+    park_worker(co, box)
   end
 end
 
@@ -190,15 +196,7 @@ end
 -- @tparam function fn
 function loop.spawn_detached(fn, a, b, c)
   if type(fn) ~= "function" then error("loop.spawn_detached: function expected", 2) end
-  local co, box
-  if nidle > 0 then
-    co, box = idle_co[nidle], idle_box[nidle]
-    idle_co[nidle], idle_box[nidle] = nil, nil
-    nidle = nidle - 1
-  else
-    box = {}
-    co = co_create(worker)
-  end
+  local co, box = take_worker()
   box[1], box[2], box[3], box[4] = fn, a, b, c
   detached[co] = box
   live = live + 1
