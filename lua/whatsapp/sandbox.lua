@@ -725,11 +725,7 @@ function sandbox.start(opts)
   end
   self._srv = srv
   self._unstop = loop.on_stop(function() self:stop() end)
-  local url_host = host
-  if host == "0.0.0.0" or host == "" then url_host = "127.0.0.1" end
-  if host == "::" then url_host = "::1" end
-  if find(url_host, ":", 1, true) then url_host = "[" .. url_host .. "]" end
-  self.url = "http://" .. url_host .. ":" .. srv:port()
+  self.url = srv:url()
   return self
 end
 

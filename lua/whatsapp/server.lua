@@ -94,7 +94,7 @@ function server.listen(opts)
   end
   local c, err = core.server(base, opts, on_request, Request)
   if not c then return nil, err end
-  local srv = setmetatable({ core = c }, Server)
+  local srv = setmetatable({ core = c, host = opts.host or "127.0.0.1" }, Server)
   srv.unregister = loop.on_stop(function() srv:drain() end)
   return srv
 end
@@ -102,6 +102,17 @@ end
 --- The port listened on.
 function Server:port()
   return self.core:port()
+end
+
+--- The base URL a client on this machine reaches the listener at, such as
+-- "http://127.0.0.1:8080" (a wildcard address becomes its loopback; IPv6 is
+-- bracketed).
+-- @treturn string
+function Server:url()
+  local host = self.host
+  if host == "0.0.0.0" or host == "" then host = "127.0.0.1" elseif host == "::" then host = "::1" end
+  if host:find(":", 1, true) then host = "[" .. host .. "]" end
+  return "http://" .. host .. ":" .. self:port()
 end
 
 --- Requests handed to handlers and not answered yet.

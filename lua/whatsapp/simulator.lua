@@ -832,11 +832,7 @@ function simulator.start(opts)
     return nil, errors.new{ code = "listen", message = "simulator: " .. tostring(err) }
   end
   self._srv = srv
-  local url_host = host
-  if host == "0.0.0.0" or host == "" then url_host = "127.0.0.1" end
-  if host == "::" then url_host = "::1" end
-  if find(url_host, ":", 1, true) then url_host = "[" .. url_host .. "]" end
-  self.url = "http://" .. url_host .. ":" .. srv:port()
+  self.url = srv:url()
   return self
 end
 
