@@ -6,7 +6,7 @@
 # Lua 5.4 and LuaJIT builds live side by side.
 #
 # Two C modules: whatsapp.core (crypto, webhook parser, loop, listener: links
-# libevent, libcrypto, yajl) and whatsapp.core.http (the libcurl transport,
+# libevent, libcrypto, simdjson) and whatsapp.core.http (the libcurl transport,
 # loaded by whatsapp.http on first use), so a process that only listens never
 # maps libcurl and the thirty-odd libraries it pulls in.
 
@@ -21,13 +21,20 @@ ifdef LUA_INCLUDE_DIR
 LUA_INCDIR := $(LUA_INCLUDE_DIR)
 endif
 CC         ?= cc
+# The one C++ file (csrc/json_tape.cpp, the bridge to simdjson) uses the
+# compiler that goes with CC.
+ifeq ($(findstring clang,$(CC)),clang)
+CXX        := clang++
+else
+CXX        := g++
+endif
 CFLAGS     ?= -O2 -g
 LIBFLAG    ?= -shared
 WARNFLAGS  ?= -std=c99 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 PKG_CONFIG ?= pkg-config
 SSL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcrypto 2>/dev/null)
 SSL_LIBS   := $(shell $(PKG_CONFIG) --libs libcrypto 2>/dev/null || echo -lcrypto)
-YAJL_LIBS  ?= -lyajl
+JSON_LIBS  ?= -lsimdjson
 CURL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS  := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 EVENT_LIBS := $(shell $(PKG_CONFIG) --libs libevent 2>/dev/null || echo -levent)
@@ -42,13 +49,16 @@ LIBDIR     ?= $(PREFIX)/lib/lua/$(LUAVER)
 
 SRCS := csrc/core.c csrc/crypto.c csrc/json.c csrc/webhook.c csrc/loop.c csrc/headers.c \
 	csrc/server.c
+CXX_SRCS := csrc/json_tape.cpp
 HTTP_SRCS := csrc/http.c
-HDRS := csrc/compat.h csrc/wa.h csrc/json.h
+HDRS := csrc/compat.h csrc/wa.h csrc/json.h csrc/jtape.h
 CORE := $(BUILD)/whatsapp/core.so
 HTTP := $(BUILD)/whatsapp/core/http.so
 
 ALL_CFLAGS = $(WARNFLAGS) $(CFLAGS) $(SAN) -fPIC -fvisibility=hidden \
 	-D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(SSL_CFLAGS) $(CURL_CFLAGS)
+CXXWARNFLAGS ?= -std=c++17 -Wall -Wextra -Werror -Wshadow
+ALL_CXXFLAGS = $(CXXWARNFLAGS) $(CFLAGS) $(SAN) -fPIC -fvisibility=hidden
 # Link only the libraries a module calls directly (Debian's toolchain does
 # this by default; say it for the others).
 AS_NEEDED  ?= -Wl,--as-needed
@@ -59,9 +69,15 @@ AS_NEEDED  ?= -Wl,--as-needed
 all: build
 build: $(CORE) $(HTTP)
 
-$(CORE): $(SRCS) $(HDRS) Makefile
+JSON_OBJ := $(BUILD)/json_tape.o
+$(JSON_OBJ): $(CXX_SRCS) csrc/jtape.h Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(AS_NEEDED) $(YAJL_LIBS) $(EVENT_LIBS) $(SSL_LIBS)
+	$(CXX) $(ALL_CXXFLAGS) -c -o $@ $(CXX_SRCS)
+
+$(CORE): $(SRCS) $(JSON_OBJ) $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(JSON_OBJ) $(AS_NEEDED) $(JSON_LIBS) \
+		$(EVENT_LIBS) $(SSL_LIBS) -lstdc++
 
 $(HTTP): $(HTTP_SRCS) $(HDRS) Makefile
 	@mkdir -p $(dir $@)

@@ -10,7 +10,7 @@ MODE=${1:-}
 PKGS="
 build-essential clang pkg-config make
 lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev
-lua-cjson libyajl-dev libssl-dev
+lua-cjson libsimdjson-dev libssl-dev
 libcurl4-openssl-dev libevent-dev
 luarocks lua-busted lua-check lua-yaml lua-luaossl
 nginx-light libnginx-mod-http-lua

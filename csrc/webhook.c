@@ -28,6 +28,7 @@
 #include "wa.h"
 #include "json.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,9 +36,7 @@
 
 #define WA_PARSER_MT "whatsapp.webhook.Parser"
 /* Above this, the buffers are released after a parse instead of kept. */
-#define WA_KEEP_BYTES (1u << 20)
-/* Spans are packed as start * WA_SPAN_LIMIT + end below this body size. */
-#define WA_SPAN_LIMIT 67108864.0
+#define WA_KEEP_BYTES (4u << 20)
 
 /* One contact of a change: its object and its wa_id / user_id strings (or 0). */
 typedef struct {
@@ -49,6 +48,7 @@ typedef struct {
 	wa_contact *contacts; /* index of the current change's contacts */
 	size_t ccap;
 	int busy; /* the tape is in use (a parse or a lazy decode is running) */
+	lua_Integer gen; /* bumped whenever the tape is parsed or freed */
 	int closed;
 } wa_parser;
 
@@ -121,7 +121,7 @@ static uint32_t wa_get(const wa_tape *t, uint32_t obj, const char *key, size_t k
 	uint32_t j, found = 0, end;
 	if (t->nodes[obj].type != WA_J_OBJ)
 		return 0;
-	end = t->nodes[obj].u.c.next;
+	end = t->nodes[obj].u.next;
 	for (j = obj + 1; j < end; j = wa_jskip(t, j + 1))
 		if (wa_is(t, j, key, klen))
 			found = j + 1;
@@ -177,27 +177,58 @@ typedef struct {
 
 #define WA_N(k) {(k), sizeof(k) - 1}
 
+/* Longest member name a set can hold, and most names in one set. */
+#define WA_NAME_MAX 31
+#define WA_SET_MAX 32
+
+/*
+ * The member names one scan looks for, with an index by length so that a
+ * member is compared with the one or two names of its length only.  The
+ * indexes are built once per process (wa_sets_init), before any parse.
+ */
+typedef struct {
+	const wa_name *names;
+	int n;
+	signed char bylen[WA_NAME_MAX + 1]; /* first name of each length, or -1 */
+	signed char next[WA_SET_MAX];	    /* next name of the same length, or -1 */
+} wa_nameset;
+
+#define WA_SET(a) {(a), (int)(sizeof(a) / sizeof((a)[0])), {0}, {0}}
+
+static void wa_set_index(wa_nameset *set)
+{
+	int i;
+	for (i = 0; i <= WA_NAME_MAX; i++)
+		set->bylen[i] = -1;
+	/* Backwards, so that each chain runs in list order. */
+	for (i = set->n - 1; i >= 0; i--) {
+		size_t len = set->names[i].len;
+		set->next[i] = set->bylen[len];
+		set->bylen[len] = (signed char)i;
+	}
+}
+
 /*
  * One pass over the members of object obj: out[i] is the value node of the
- * member named names[i] (the last duplicate wins), or 0.  All zero when obj
- * is 0 (absent: never the root here) or not an object.
+ * member named set->names[i] (the last duplicate wins), or 0.  All zero when
+ * obj is 0 (absent: never the root here) or not an object.
  */
-static void wa_scan(const wa_tape *t, uint32_t obj, const wa_name *names, int n, uint32_t *out)
+static void wa_scan(const wa_tape *t, uint32_t obj, const wa_nameset *set, uint32_t *out)
 {
+	const wa_name *names = set->names;
 	uint32_t j, end;
 	int i;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < set->n; i++)
 		out[i] = 0;
 	if (obj == 0 || t->nodes[obj].type != WA_J_OBJ)
 		return;
-	end = t->nodes[obj].u.c.next;
+	end = t->nodes[obj].u.next;
 	for (j = obj + 1; j < end; j = wa_jskip(t, j + 1)) {
 		const wa_jnode *k = &t->nodes[j];
-		if (k->len == 0)
+		if (k->len == 0 || k->len > WA_NAME_MAX)
 			continue;
-		for (i = 0; i < n; i++) {
-			if (names[i].len == k->len && names[i].s[0] == k->u.p[0] &&
-			    memcmp(names[i].s, k->u.p, k->len) == 0) {
+		for (i = set->bylen[k->len]; i >= 0; i = set->next[i]) {
+			if (names[i].s[0] == k->u.p[0] && memcmp(names[i].s, k->u.p, k->len) == 0) {
 				out[i] = j + 1;
 				break;
 			}
@@ -205,7 +236,7 @@ static void wa_scan(const wa_tape *t, uint32_t obj, const wa_name *names, int n,
 	}
 }
 
-/* Parse a decimal integer from a JSON number or a numeric string. */
+/* An integer from a JSON integer or a string of decimal digits. */
 static int wa_toint(const wa_tape *t, uint32_t i, lua_Integer *out)
 {
 	const wa_jnode *nd;
@@ -215,7 +246,13 @@ static int wa_toint(const wa_tape *t, uint32_t i, lua_Integer *out)
 	if (i == 0)
 		return 0;
 	nd = &t->nodes[i];
-	if (nd->type != WA_J_STR && nd->type != WA_J_NUM)
+	if (nd->type == WA_J_NUM) {
+		if (nd->num != WA_JN_INT)
+			return 0;
+		*out = (lua_Integer)nd->u.i;
+		return 1;
+	}
+	if (nd->type != WA_J_STR)
 		return 0;
 	if (nd->len == 0 || nd->len > 18) /* fits in 63 bits without overflow checks */
 		return 0;
@@ -295,7 +332,7 @@ static void wa_setnum(wa_walk *w, int k, uint32_t v)
 	int ty = wa_type(w->t, v);
 	if (ty == WA_J_NUM) {
 		wa_pushk(w, k);
-		wa_push_jnumber(w->L, w->t->nodes[v].u.p, w->t->nodes[v].len);
+		wa_push_jnum(w->L, &w->t->nodes[v]);
 		lua_rawset(w->L, -3);
 	} else if (ty == WA_J_STR) {
 		const wa_jnode *nd = &w->t->nodes[v];
@@ -359,18 +396,20 @@ static int wa_fail(wa_walk *w, const char *what, const char *fmt, ...)
 	return 0;
 }
 
+static const wa_name wa_nm_push_error[] = {WA_N("code"),	 WA_N("title"), WA_N("message"),
+	WA_N("details"), WA_N("href"),	WA_N("error_data")};
+static wa_nameset wa_ns_push_error = WA_SET(wa_nm_push_error);
+
 /*
  * One error table {code, title, message, details, href} from an error object
  * of a message, status or value.
  */
 static void wa_push_error(wa_walk *w, uint32_t e)
 {
-	static const wa_name names[] = {WA_N("code"),	 WA_N("title"), WA_N("message"),
-					WA_N("details"), WA_N("href"),	WA_N("error_data")};
 	enum { E_CODE, E_TITLE, E_MESSAGE, E_DETAILS, E_HREF, E_DATA, E_N };
 	const wa_tape *t = w->t;
 	uint32_t m[E_N], details;
-	wa_scan(t, e, names, E_N, m);
+	wa_scan(t, e, &wa_ns_push_error, m);
 	details = wa_gets(t, wa_obj(t, m[E_DATA]), WA_KEY("details"));
 	lua_createtable(w->L, 0, 5);
 	wa_setint(w, K_code, m[E_CODE]);
@@ -395,7 +434,7 @@ static void wa_set_errors(wa_walk *w, uint32_t arr)
 		return;
 	wa_pushk(w, K_errors);
 	lua_createtable(w->L, (int)w->t->nodes[arr].len, 0);
-	for (j = arr + 1; j < w->t->nodes[arr].u.c.next; j = wa_jskip(w->t, j)) {
+	for (j = arr + 1; j < w->t->nodes[arr].u.next; j = wa_jskip(w->t, j)) {
 		if (w->t->nodes[j].type != WA_J_OBJ)
 			continue;
 		wa_push_error(w, j);
@@ -431,25 +470,15 @@ static void wa_begin_event(wa_walk *w, int kind, uint32_t src)
 		wa_setslot(w, K_display_phone_number, w->s_dpn);
 	/*
 	 * Every event of the batch shares one metatable, whose __index decodes
-	 * the lazy fields from the event's byte span on first access.  The spans
-	 * are kept in that metatable, keyed by event, packed as
-	 * start * 2^26 + end, exact in a double for bodies under 64 MiB (longer
-	 * ones use a pair).  Sources that are not containers get no span.
+	 * the lazy fields on first access.  It maps each event to the tape index
+	 * of its source node: parsing the same body again gives the same indexes
+	 * (wa_batch_tape).  Sources that are not containers get none.
 	 */
 	if (src) {
 		const wa_jnode *nd = &w->t->nodes[src];
 		if (nd->type == WA_J_OBJ || nd->type == WA_J_ARR) {
 			lua_pushvalue(L, -1);
-			if (w->t->input_len < WA_SPAN_LIMIT) {
-				lua_pushnumber(L, (lua_Number)nd->u.c.start * WA_SPAN_LIMIT +
-							  (lua_Number)nd->u.c.end);
-			} else {
-				lua_createtable(L, 3, 0);
-				lua_pushnumber(L, (lua_Number)nd->u.c.start);
-				lua_rawseti(L, -2, 1);
-				lua_pushnumber(L, (lua_Number)nd->u.c.end);
-				lua_rawseti(L, -2, 2);
-			}
+			lua_pushinteger(L, (lua_Integer)src);
 			lua_rawset(L, w->mt);
 			lua_pushvalue(L, w->mt);
 			lua_setmetatable(L, -2);
@@ -461,6 +490,9 @@ static void wa_end_event(wa_walk *w)
 {
 	lua_rawseti(w->L, w->events, ++w->nevents);
 }
+
+static const wa_name wa_nm_index_contacts[] = {WA_N("wa_id"), WA_N("user_id")};
+static wa_nameset wa_ns_index_contacts = WA_SET(wa_nm_index_contacts);
 
 /* Index the current change's contacts (objects only, in order). */
 static void wa_index_contacts(wa_walk *w)
@@ -479,12 +511,11 @@ static void wa_index_contacts(wa_walk *w)
 		p->contacts = nc;
 		p->ccap = need;
 	}
-	for (j = arr + 1; j < t->nodes[arr].u.c.next; j = wa_jskip(t, j)) {
-		static const wa_name names[] = {WA_N("wa_id"), WA_N("user_id")};
+	for (j = arr + 1; j < t->nodes[arr].u.next; j = wa_jskip(t, j)) {
 		uint32_t m[2];
 		if (t->nodes[j].type != WA_J_OBJ)
 			continue;
-		wa_scan(t, j, names, 2, m);
+		wa_scan(t, j, &wa_ns_index_contacts, m);
 		p->contacts[n].obj = j;
 		p->contacts[n].wa_id = wa_str(t, m[0]);
 		p->contacts[n].user_id = wa_str(t, m[1]);
@@ -492,6 +523,13 @@ static void wa_index_contacts(wa_walk *w)
 	}
 	w->ncontacts = (int)n;
 }
+
+static const wa_name wa_nm_set_contact[] = {WA_N("profile"), WA_N("wa_id"), WA_N("user_id"),
+	WA_N("parent_user_id")};
+static wa_nameset wa_ns_set_contact = WA_SET(wa_nm_set_contact);
+static const wa_name wa_nm_set_contact_pnames[] = {WA_N("name"), WA_N("username")};
+static wa_nameset wa_ns_set_contact_pnames = WA_SET(wa_nm_set_contact_pnames);
+
 
 /*
  * contact = {name, wa_id, user_id, parent_user_id, username} from the entry
@@ -528,13 +566,10 @@ static void wa_set_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 	wa_pushk(w, K_contact);
 	lua_rawgeti(L, w->ctabs, match + 1);
 	if (lua_isnil(L, -1)) {
-		static const wa_name names[] = {WA_N("profile"), WA_N("wa_id"), WA_N("user_id"),
-						WA_N("parent_user_id")};
-		static const wa_name pnames[] = {WA_N("name"), WA_N("username")};
 		uint32_t m[4], pm[2];
 		lua_pop(L, 1);
-		wa_scan(t, w->p->contacts[match].obj, names, 4, m);
-		wa_scan(t, wa_obj(t, m[0]), pnames, 2, pm);
+		wa_scan(t, w->p->contacts[match].obj, &wa_ns_set_contact, m);
+		wa_scan(t, wa_obj(t, m[0]), &wa_ns_set_contact_pnames, pm);
 		lua_createtable(L, 0, 5);
 		wa_setstr(w, K_name, pm[0]);
 		wa_setstr(w, K_username, pm[1]);
@@ -547,14 +582,19 @@ static void wa_set_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 	lua_rawset(L, -3);
 }
 
+static const wa_name wa_nm_set_context_rnames[] = {WA_N("catalog_id"), WA_N("product_retailer_id")};
+static wa_nameset wa_ns_set_context_rnames = WA_SET(wa_nm_set_context_rnames);
+
+static const wa_name wa_nm_set_context[] = {WA_N("from"), WA_N("id"), WA_N("forwarded"),
+	WA_N("frequently_forwarded"), WA_N("referred_product")};
+static wa_nameset wa_ns_set_context = WA_SET(wa_nm_set_context);
+
 static void wa_set_context(wa_walk *w, uint32_t c)
 {
-	static const wa_name names[] = {WA_N("from"), WA_N("id"), WA_N("forwarded"),
-					WA_N("frequently_forwarded"), WA_N("referred_product")};
 	uint32_t m[5];
 	if (!c)
 		return;
-	wa_scan(w->t, c, names, 5, m);
+	wa_scan(w->t, c, &wa_ns_set_context, m);
 	wa_pushk(w, K_context);
 	lua_createtable(w->L, 0, 5);
 	wa_setstr(w, K_from, m[0]);
@@ -562,9 +602,8 @@ static void wa_set_context(wa_walk *w, uint32_t c)
 	wa_setbool(w, K_forwarded, m[2]);
 	wa_setbool(w, K_frequently_forwarded, m[3]);
 	if (wa_obj(w->t, m[4])) {
-		static const wa_name rnames[] = {WA_N("catalog_id"), WA_N("product_retailer_id")};
 		uint32_t r[2];
-		wa_scan(w->t, m[4], rnames, 2, r);
+		wa_scan(w->t, m[4], &wa_ns_set_context_rnames, r);
 		wa_pushk(w, K_referred_product);
 		lua_createtable(w->L, 0, 2);
 		wa_setstr(w, K_catalog_id, r[0]);
@@ -574,16 +613,18 @@ static void wa_set_context(wa_walk *w, uint32_t c)
 	lua_rawset(w->L, -3);
 }
 
+static const wa_name wa_nm_set_media[] = {WA_N("id"),	  WA_N("mime_type"), WA_N("sha256"),
+	WA_N("caption"),  WA_N("filename"),  WA_N("voice"),
+	WA_N("animated"), WA_N("url")};
+static wa_nameset wa_ns_set_media = WA_SET(wa_nm_set_media);
+
 /* media = {...} and text = caption for the five media types. */
 static void wa_set_media(wa_walk *w, uint32_t o)
 {
-	static const wa_name names[] = {WA_N("id"),	  WA_N("mime_type"), WA_N("sha256"),
-					WA_N("caption"),  WA_N("filename"),  WA_N("voice"),
-					WA_N("animated"), WA_N("url")};
 	uint32_t m[8];
 	if (!o)
 		return;
-	wa_scan(w->t, o, names, 8, m);
+	wa_scan(w->t, o, &wa_ns_set_media, m);
 	wa_pushk(w, K_media);
 	lua_createtable(w->L, 0, 8);
 	wa_setstr(w, K_id, m[0]);
@@ -608,15 +649,17 @@ static wa_parser *wa_push_parser(lua_State *L)
 	return p;
 }
 
+static const wa_name wa_nm_set_flow[] = {WA_N("name"), WA_N("body"), WA_N("response_json")};
+static wa_nameset wa_ns_set_flow = WA_SET(wa_nm_set_flow);
+
 /*
  * flow = {name, body, response_json, response}: response is response_json
  * decoded with a tape of its own (left out when it is not valid JSON).
  */
 static void wa_set_flow(wa_walk *w, uint32_t r)
 {
-	static const wa_name names[] = {WA_N("name"), WA_N("body"), WA_N("response_json")};
 	uint32_t m[3], rj;
-	wa_scan(w->t, r, names, 3, m);
+	wa_scan(w->t, r, &wa_ns_set_flow, m);
 	rj = wa_str(w->t, m[2]);
 	wa_pushk(w, K_flow);
 	lua_createtable(w->L, 0, 4);
@@ -655,24 +698,29 @@ enum {
 	M_CONTACTS, M_INTERACTIVE, M_BUTTON, M_REACTION, M_ORDER, M_SYSTEM, M_UNSUPPORTED,
 	M_EDIT, M_REVOKE, M_N
 };
+static wa_nameset wa_ns_msg = WA_SET(wa_msg_names);
+
+static const wa_name wa_nm_message_interactive[] = {WA_N("type"), WA_N("button_reply"), WA_N("list_reply"),
+	WA_N("nfm_reply"), WA_N("call_permission_reply")};
+static wa_nameset wa_ns_message_interactive = WA_SET(wa_nm_message_interactive);
+
+static const wa_name wa_nm_message_interactive_rnames[] = {WA_N("id"), WA_N("title"), WA_N("description")};
+static wa_nameset wa_ns_message_interactive_rnames = WA_SET(wa_nm_message_interactive_rnames);
 
 /* The interactive part of a message: sets ev.type and what goes with it. */
 static void wa_message_interactive(wa_walk *w, uint32_t it)
 {
-	static const wa_name names[] = {WA_N("type"), WA_N("button_reply"), WA_N("list_reply"),
-					WA_N("nfm_reply"), WA_N("call_permission_reply")};
 	const wa_tape *t = w->t;
 	lua_State *L = w->L;
 	uint32_t m[5], st;
-	wa_scan(t, it, names, 5, m);
+	wa_scan(t, it, &wa_ns_message_interactive, m);
 	st = wa_str(t, m[0]);
 	if (wa_streq(t, st, WA_KEY("button_reply")) || wa_streq(t, st, WA_KEY("list_reply"))) {
 		uint32_t r = wa_obj(t, m[wa_is(t, st, WA_KEY("button_reply")) ? 1 : 2]);
 		wa_setstr(w, K_type, st);
 		if (r) {
-			static const wa_name rnames[] = {WA_N("id"), WA_N("title"), WA_N("description")};
 			uint32_t rm[3];
-			wa_scan(t, r, rnames, 3, rm);
+			wa_scan(t, r, &wa_ns_message_interactive_rnames, rm);
 			wa_pushk(w, K_reply);
 			lua_createtable(L, 0, 3);
 			wa_setstr(w, K_id, rm[0]);
@@ -697,6 +745,10 @@ static void wa_message_interactive(wa_walk *w, uint32_t it)
 		wa_setk(w, K_type, K_interactive);
 	}
 }
+
+static const wa_name wa_nm_message_body[] = {WA_N("latitude"), WA_N("longitude"),
+	WA_N("name"), WA_N("address"), WA_N("url")};
+static wa_nameset wa_ns_message_body = WA_SET(wa_nm_message_body);
 
 /* The part of a message event that depends on its type; sets ev.type. */
 static void wa_message_body(wa_walk *w, const uint32_t *m)
@@ -731,10 +783,8 @@ static void wa_message_body(wa_walk *w, const uint32_t *m)
 		break;
 	case M_LOCATION:
 		if (o) {
-			static const wa_name names[] = {WA_N("latitude"), WA_N("longitude"),
-							WA_N("name"), WA_N("address"), WA_N("url")};
 			uint32_t lm[5];
-			wa_scan(t, o, names, 5, lm);
+			wa_scan(t, o, &wa_ns_message_body, lm);
 			wa_pushk(w, K_location);
 			lua_createtable(L, 0, 5);
 			wa_setnum(w, K_latitude, lm[0]);
@@ -830,7 +880,7 @@ static void wa_message_event(wa_walk *w, uint32_t msg)
 {
 	const wa_tape *t = w->t;
 	uint32_t m[M_N], from, from_uid;
-	wa_scan(t, msg, wa_msg_names, M_N, m);
+	wa_scan(t, msg, &wa_ns_msg, m);
 	from = wa_str(t, m[M_FROM]);
 	from_uid = wa_str(t, m[M_FROM_USER_ID]);
 	wa_begin_event(w, K_message, msg);
@@ -848,17 +898,19 @@ static void wa_message_event(wa_walk *w, uint32_t msg)
 	wa_end_event(w);
 }
 
+static const wa_name wa_nm_status_event[] = {
+	WA_N("status"),	       WA_N("id"),
+	WA_N("timestamp"),	       WA_N("recipient_id"),
+	WA_N("recipient_user_id"), WA_N("parent_recipient_user_id"),
+	WA_N("recipient_participant_id"), WA_N("recipient_type"),
+	WA_N("biz_opaque_callback_data"), WA_N("errors")};
+static wa_nameset wa_ns_status_event = WA_SET(wa_nm_status_event);
+
 static void wa_status_event(wa_walk *w, uint32_t st)
 {
-	static const wa_name names[] = {
-	    WA_N("status"),	       WA_N("id"),
-	    WA_N("timestamp"),	       WA_N("recipient_id"),
-	    WA_N("recipient_user_id"), WA_N("parent_recipient_user_id"),
-	    WA_N("recipient_participant_id"), WA_N("recipient_type"),
-	    WA_N("biz_opaque_callback_data"), WA_N("errors")};
 	const wa_tape *t = w->t;
 	uint32_t m[10], status;
-	wa_scan(t, st, names, 10, m);
+	wa_scan(t, st, &wa_ns_status_event, m);
 	status = wa_str(t, m[0]);
 	wa_begin_event(w, K_status, st);
 	if (status) {
@@ -923,7 +975,7 @@ static int wa_check_list(wa_walk *w, uint32_t a, const char *key)
 		return 1;
 	if (t->nodes[a].type != WA_J_ARR)
 		return wa_fail(w, "expected an array", ".value.%s", key);
-	for (j = a + 1; j < t->nodes[a].u.c.next; j = wa_jskip(t, j), k++)
+	for (j = a + 1; j < t->nodes[a].u.next; j = wa_jskip(t, j), k++)
 		if (t->nodes[j].type != WA_J_OBJ)
 			return wa_fail(w, "expected an object", ".value.%s[%d]", key, k);
 	return 1;
@@ -933,6 +985,7 @@ static int wa_check_list(wa_walk *w, uint32_t a, const char *key)
 static const wa_name wa_value_names[] = {WA_N("metadata"), WA_N("messages"), WA_N("statuses"),
 					 WA_N("errors"), WA_N("contacts")};
 enum { V_METADATA, V_MESSAGES, V_STATUSES, V_ERRORS, V_CONTACTS, V_N };
+static wa_nameset wa_ns_value = WA_SET(wa_value_names);
 
 /* A `messages` change: fan out messages, statuses and errors. */
 static int wa_messages_change(wa_walk *w, uint32_t value, uint32_t field, const uint32_t *v)
@@ -956,13 +1009,13 @@ static int wa_messages_change(wa_walk *w, uint32_t value, uint32_t field, const 
 	lua_pushnil(w->L);
 	w->ctabs = lua_gettop(w->L);
 	if (msgs)
-		for (j = msgs + 1; j < t->nodes[msgs].u.c.next; j = wa_jskip(t, j))
+		for (j = msgs + 1; j < t->nodes[msgs].u.next; j = wa_jskip(t, j))
 			wa_message_event(w, j);
 	if (sts)
-		for (j = sts + 1; j < t->nodes[sts].u.c.next; j = wa_jskip(t, j))
+		for (j = sts + 1; j < t->nodes[sts].u.next; j = wa_jskip(t, j))
 			wa_status_event(w, j);
 	if (errs)
-		for (j = errs + 1; j < t->nodes[errs].u.c.next; j = wa_jskip(t, j))
+		for (j = errs + 1; j < t->nodes[errs].u.next; j = wa_jskip(t, j))
 			wa_error_event(w, j);
 	return 1;
 }
@@ -976,11 +1029,17 @@ static int wa_slot(wa_walk *w, uint32_t i)
 	return lua_gettop(w->L);
 }
 
+static const wa_name wa_nm_walk_envelope_mnames[] = {WA_N("phone_number_id"), WA_N("display_phone_number")};
+static wa_nameset wa_ns_walk_envelope_mnames = WA_SET(wa_nm_walk_envelope_mnames);
+
+static const wa_name wa_nm_walk_envelope_cnames[] = {WA_N("field"), WA_N("value")};
+static wa_nameset wa_ns_walk_envelope_cnames = WA_SET(wa_nm_walk_envelope_cnames);
+
+static const wa_name wa_nm_walk_envelope_enames[] = {WA_N("id"), WA_N("time"), WA_N("changes")};
+static wa_nameset wa_ns_walk_envelope_enames = WA_SET(wa_nm_walk_envelope_enames);
+
 static int wa_walk_envelope(wa_walk *w)
 {
-	static const wa_name enames[] = {WA_N("id"), WA_N("time"), WA_N("changes")};
-	static const wa_name cnames[] = {WA_N("field"), WA_N("value")};
-	static const wa_name mnames[] = {WA_N("phone_number_id"), WA_N("display_phone_number")};
 	const wa_tape *t = w->t;
 	lua_State *L = w->L;
 	uint32_t obj, entry, e, c;
@@ -995,33 +1054,33 @@ static int wa_walk_envelope(wa_walk *w)
 	if (wa_type(t, entry) != WA_J_ARR)
 		return wa_fail(w, entry ? "expected an array" : "missing", "entry");
 
-	for (e = entry + 1; e < t->nodes[entry].u.c.next; e = wa_jskip(t, e), ei++) {
+	for (e = entry + 1; e < t->nodes[entry].u.next; e = wa_jskip(t, e), ei++) {
 		uint32_t em[3], changes;
 		int top = lua_gettop(L), ci = 1;
 		w->ei = ei;
 		w->ci = 0;
 		if (t->nodes[e].type != WA_J_OBJ)
 			return wa_fail(w, "expected an object", NULL);
-		wa_scan(t, e, enames, 3, em);
+		wa_scan(t, e, &wa_ns_walk_envelope_enames, em);
 		w->s_waba = wa_slot(w, em[0]);
 		w->has_time = wa_toint(t, em[1], &w->entry_time);
 		changes = em[2];
 		if (changes && t->nodes[changes].type != WA_J_ARR)
 			return wa_fail(w, "expected an array", ".changes");
 		if (changes) {
-			for (c = changes + 1; c < t->nodes[changes].u.c.next; c = wa_jskip(t, c), ci++) {
+			for (c = changes + 1; c < t->nodes[changes].u.next; c = wa_jskip(t, c), ci++) {
 				uint32_t cm[2], vm[V_N], mm[2], field, value;
 				int ctop = lua_gettop(L);
 				w->ci = ci;
 				if (t->nodes[c].type != WA_J_OBJ)
 					return wa_fail(w, "expected an object", NULL);
-				wa_scan(t, c, cnames, 2, cm);
+				wa_scan(t, c, &wa_ns_walk_envelope_cnames, cm);
 				field = cm[0];
 				value = cm[1];
 				if (wa_type(t, field) != WA_J_STR)
 					return wa_fail(w, field ? "expected a string" : "missing", ".field");
-				wa_scan(t, value, wa_value_names, V_N, vm);
-				wa_scan(t, wa_obj(t, vm[V_METADATA]), mnames, 2, mm);
+				wa_scan(t, value, &wa_ns_value, vm);
+				wa_scan(t, wa_obj(t, vm[V_METADATA]), &wa_ns_walk_envelope_mnames, mm);
 				w->s_field = wa_slot(w, field);
 				w->s_pnid = wa_slot(w, wa_str(t, mm[0]));
 				w->s_dpn = wa_slot(w, wa_str(t, mm[1]));
@@ -1047,16 +1106,16 @@ static int wa_count_events(const wa_tape *t)
 	size_t n = 0;
 	if (wa_type(t, entry) != WA_J_ARR)
 		return 0;
-	for (e = entry + 1; e < t->nodes[entry].u.c.next; e = wa_jskip(t, e)) {
+	for (e = entry + 1; e < t->nodes[entry].u.next; e = wa_jskip(t, e)) {
 		uint32_t changes = e && t->nodes[e].type == WA_J_OBJ ? wa_get(t, e, WA_KEY("changes")) : 0;
 		if (wa_type(t, changes) != WA_J_ARR)
 			continue;
-		for (c = changes + 1; c < t->nodes[changes].u.c.next; c = wa_jskip(t, c)) {
+		for (c = changes + 1; c < t->nodes[changes].u.next; c = wa_jskip(t, c)) {
 			uint32_t v = t->nodes[c].type == WA_J_OBJ ? wa_geto(t, c, WA_KEY("value")) : 0;
 			uint32_t m[V_N];
 			size_t k = 0;
 			int i;
-			wa_scan(t, v, wa_value_names, V_N, m);
+			wa_scan(t, v, &wa_ns_value, m);
 			for (i = V_MESSAGES; i <= V_ERRORS; i++)
 				if (wa_type(t, m[i]) == WA_J_ARR)
 					k += t->nodes[m[i]].len;
@@ -1068,50 +1127,74 @@ static int wa_count_events(const wa_tape *t)
 
 /* ---- the Lua side -------------------------------------------------------- */
 
-/* The span of event 1 from metatable mt (at mt_idx): 1 when it has one. */
-static int wa_event_span(lua_State *L, int mt_idx, lua_Number *first, lua_Number *last, int *done)
+/*
+ * The source node of event 1, from its batch's metatable (at mt_idx): 1 when
+ * it has one.  *done is set once its lazy fields are decoded (the index is
+ * then stored negated).
+ */
+static int wa_event_src(lua_State *L, int mt_idx, uint32_t *node, int *done)
 {
-	int ok = 1;
+	lua_Integer v;
+	int ok;
 	lua_pushvalue(L, 1);
 	lua_rawget(L, mt_idx);
-	if (lua_type(L, -1) == LUA_TNUMBER) {
-		lua_Number v = lua_tonumber(L, -1);
-		*done = v < 0;
-		if (v < 0)
-			v = -v;
-		*first = (lua_Number)(long long)(v / WA_SPAN_LIMIT);
-		*last = v - *first * WA_SPAN_LIMIT;
-	} else if (lua_type(L, -1) == LUA_TTABLE) {
-		lua_rawgeti(L, -1, 1);
-		lua_rawgeti(L, -2, 2);
-		lua_rawgeti(L, -3, 3);
-		*first = lua_tonumber(L, -3);
-		*last = lua_tonumber(L, -2);
-		*done = lua_toboolean(L, -1);
-		lua_pop(L, 3);
-	} else {
-		ok = 0;
-	}
+	v = lua_tointeger(L, -1);
 	lua_pop(L, 1);
+	ok = v != 0;
+	*done = v < 0;
+	*node = (uint32_t)(v < 0 ? -v : v);
 	return ok;
 }
 
-/* Mark event 1's lazy fields as decoded, in metatable mt (at mt_idx). */
-static void wa_event_done(lua_State *L, int mt_idx)
+/* Mark event 1's lazy fields as decoded, in its batch's metatable (at mt_idx). */
+static void wa_event_done(lua_State *L, int mt_idx, uint32_t node)
 {
 	lua_pushvalue(L, 1);
-	lua_rawget(L, mt_idx);
-	if (lua_type(L, -1) == LUA_TNUMBER) {
-		lua_Number v = lua_tonumber(L, -1);
+	lua_pushinteger(L, -(lua_Integer)node);
+	lua_rawset(L, mt_idx);
+}
+
+/*
+ * The tape of the batch whose metatable is at mt_idx (mt[1] the body, mt[3]
+ * the parser, mt[4] the parser's generation after that parse), marked busy.
+ * When the parser has parsed something else since, the body is parsed again
+ * (the same text gives the same node indexes); when the parser is in use or
+ * gone, a temporary one is pushed and used.  Returns NULL if the body no
+ * longer parses (it always does: it did once).
+ */
+static wa_parser *wa_batch_tape(lua_State *L, int mt_idx)
+{
+	size_t blen;
+	const char *body;
+	wa_parser *p;
+	char err[200];
+	lua_rawgeti(L, mt_idx, 1);
+	body = lua_tolstring(L, -1, &blen);
+	lua_pop(L, 1);
+	if (body == NULL)
+		return NULL;
+	lua_rawgeti(L, mt_idx, 3);
+	p = (wa_parser *)luaL_testudata(L, -1, WA_PARSER_MT);
+	lua_pop(L, 1);
+	if (p != NULL && !p->busy && !p->closed) {
+		lua_Integer gen;
+		lua_rawgeti(L, mt_idx, 4);
+		gen = lua_tointeger(L, -1);
 		lua_pop(L, 1);
-		lua_pushvalue(L, 1);
-		lua_pushnumber(L, -v);
-		lua_rawset(L, mt_idx);
+		if (gen == p->gen && p->tape.n > 0) {
+			p->busy = 1;
+			return p;
+		}
 	} else {
-		lua_pushboolean(L, 1);
-		lua_rawseti(L, -2, 3);
-		lua_pop(L, 1);
+		p = wa_push_parser(L); /* left on the stack until the caller returns */
 	}
+	p->gen++;
+	if (!wa_tape_parse(&p->tape, body, blen, err, sizeof err))
+		return NULL;
+	lua_pushinteger(L, p->gen);
+	lua_rawseti(L, mt_idx, 4);
+	p->busy = 1;
+	return p;
 }
 
 /* The lazy generic copies of each event kind (doc/events.md). */
@@ -1120,63 +1203,51 @@ static const char *const wa_lazy_status[] = {"conversation", "pricing", NULL};
 static const char *const wa_lazy_change[] = {"value", NULL};
 
 /*
- * Decode event 1's lazy fields from its span [first, last) of the body in
- * metatable mt (at mt_idx), with the hook's parser when it is free, and store
- * them in the event.
+ * Decode event 1's lazy fields from its source node, and store them in the
+ * event.  `whole`: the source itself is the (single) lazy field.
  */
 static void wa_event_decode(lua_State *L, int mt_idx, const char *const *names, int whole,
-			    lua_Number first, lua_Number last)
+			    uint32_t node)
 {
-	size_t blen;
-	const char *body;
-	wa_parser *p = NULL;
-	char err[200];
-	int ok;
-	lua_rawgeti(L, mt_idx, 1);
-	body = lua_tolstring(L, -1, &blen);
-	if (body == NULL || first < 0 || last > (lua_Number)blen || first >= last)
+	wa_parser *p = wa_batch_tape(L, mt_idx);
+	const wa_tape *t;
+	if (p == NULL)
 		return;
-	lua_rawgeti(L, mt_idx, 3);
-	p = (wa_parser *)luaL_testudata(L, -1, WA_PARSER_MT);
-	if (p == NULL || p->busy || p->closed) {
-		lua_pop(L, 1);
-		p = wa_push_parser(L);
+	t = &p->tape;
+	if (node >= t->n) {
+		p->busy = 0;
+		return;
 	}
-	p->busy = 1;
-	ok = wa_tape_parse(&p->tape, body + (size_t)first, (size_t)(last - first), err, sizeof err);
-	if (ok) {
-		if (whole) {
-			lua_pushstring(L, names[0]);
-			wa_tape_push(L, &p->tape, 0);
-			lua_rawset(L, 1);
-		} else {
-			for (; *names != NULL; names++) {
-				uint32_t v = wa_get(&p->tape, 0, *names, strlen(*names));
-				if (v && p->tape.nodes[v].type != WA_J_NULL) {
-					lua_pushstring(L, *names);
-					wa_tape_push(L, &p->tape, v);
-					lua_rawset(L, 1);
-				}
+	if (whole) {
+		lua_pushstring(L, names[0]);
+		wa_tape_push(L, t, node);
+		lua_rawset(L, 1);
+	} else {
+		for (; *names != NULL; names++) {
+			uint32_t v = wa_get(t, node, *names, strlen(*names));
+			if (v && t->nodes[v].type != WA_J_NULL) {
+				lua_pushstring(L, *names);
+				wa_tape_push(L, t, v);
+				lua_rawset(L, 1);
 			}
 		}
-		wa_event_done(L, mt_idx);
 	}
 	p->busy = 0;
+	wa_event_done(L, mt_idx, node);
 }
 
 /*
- * __index of every event.  `raw` is decoded from the event's byte span with
- * the decoder given to parse (mt[2]) over the body (mt[1]), then cached in the
- * event.  The lazy generic copies of the event's kind are decoded, all at
- * once, with our own decoder (the same as an eager copy), then stored in the
- * event.  Any other missing key is nil.
+ * __index of every event.  `raw` (the event's whole source) and the lazy
+ * generic copies of the event's kind (all at once) are decoded from the
+ * batch's tape on first access, then stored in the event.  Any other missing
+ * key is nil.
  */
 static int wa_event_index(lua_State *L)
 {
 	size_t klen;
 	const char *k, *kind;
 	const char *const *names = NULL;
-	lua_Number first, last;
+	uint32_t node;
 	int done, i, whole = 0;
 	if (lua_type(L, 2) != LUA_TSTRING)
 		return 0;
@@ -1185,17 +1256,21 @@ static int wa_event_index(lua_State *L)
 		return 0;
 	lua_settop(L, 3);
 	if (klen == 3 && memcmp(k, "raw", 3) == 0) {
-		if (!wa_event_span(L, 3, &first, &last, &done))
+		wa_parser *p;
+		if (!wa_event_src(L, 3, &node, &done))
 			return 0;
-		lua_rawgeti(L, 3, 2);
-		if (lua_isnil(L, -1))
+		p = wa_batch_tape(L, 3);
+		if (p == NULL)
 			return 0;
-		lua_rawgeti(L, 3, 1);
-		lua_pushnumber(L, first + 1);
-		lua_pushnumber(L, last);
-		lua_call(L, 3, 1);
+		if (node >= p->tape.n) {
+			p->busy = 0;
+			return 0;
+		}
 		lua_pushliteral(L, "raw");
-		lua_pushvalue(L, -2);
+		wa_tape_push(L, &p->tape, node);
+		p->busy = 0;
+		lua_pushvalue(L, -1);
+		lua_insert(L, -3);
 		lua_rawset(L, 1);
 		return 1;
 	}
@@ -1217,9 +1292,9 @@ static int wa_event_index(lua_State *L)
 			break;
 	if (names[i] == NULL)
 		return 0;
-	if (!wa_event_span(L, 3, &first, &last, &done) || done)
+	if (!wa_event_src(L, 3, &node, &done) || done)
 		return 0;
-	wa_event_decode(L, 3, names, whole, first, last);
+	wa_event_decode(L, 3, names, whole, node);
 	lua_settop(L, 2);
 	lua_rawget(L, 1);
 	return 1;
@@ -1244,8 +1319,7 @@ static int wa_webhook_parser(lua_State *L)
 }
 
 /*
- * parser:parse(body [, raw_decoder [, error_mt]]) -> events | nil, message, path.
- * raw_decoder(body, first, last) is called on first access of ev.raw;
+ * parser:parse(body [, error_mt]) -> events | nil, message, path.
  * error_mt becomes the metatable of every error table.  Raises on a
  * non-string body or wrong argument types; never raises for bad JSON.
  * Upvalue 1: the constants table.
@@ -1259,10 +1333,11 @@ static int wa_parser_parse(lua_State *L)
 	int ok, n;
 
 	if (!lua_isnoneornil(L, 3))
-		luaL_checktype(L, 3, LUA_TFUNCTION);
-	if (!lua_isnoneornil(L, 4))
-		luaL_checktype(L, 4, LUA_TTABLE);
-	lua_settop(L, 4);
+		luaL_checktype(L, 3, LUA_TTABLE);
+	/* The walk finds error_mt at index 4. */
+	lua_settop(L, 3);
+	lua_pushnil(L);
+	lua_insert(L, 3);
 	memset(&w, 0, sizeof w);
 	/*
 	 * The tape is in use further up the C stack (a finalizer run by the
@@ -1274,6 +1349,7 @@ static int wa_parser_parse(lua_State *L)
 		lua_replace(L, 1);
 	}
 	p->busy = 1;
+	p->gen++;
 	if (!wa_tape_parse(&p->tape, body, len, w.err, sizeof w.err)) {
 		p->busy = 0;
 		lua_pushnil(L);
@@ -1287,17 +1363,20 @@ static int wa_parser_parse(lua_State *L)
 	w.p = p;
 	w.consts = lua_upvalueindex(1);
 	n = wa_count_events(&p->tape);
-	/* The batch's shared metatable: __index, body, raw decoder, parser, spans. */
-	lua_createtable(L, 3, n + 1);
+	/*
+	 * The batch's shared metatable: __index, [1] the body, [3] the parser,
+	 * [4] its generation now (see wa_batch_tape), event -> source node.
+	 */
+	lua_createtable(L, 4, n + 1);
 	lua_pushliteral(L, "__index");
 	lua_rawgeti(L, w.consts, WA_CONST_INDEXFN);
 	lua_rawset(L, -3);
 	lua_pushvalue(L, 2);
 	lua_rawseti(L, -2, 1);
-	lua_pushvalue(L, 3);
-	lua_rawseti(L, -2, 2);
 	lua_pushvalue(L, 1);
 	lua_rawseti(L, -2, 3);
+	lua_pushinteger(L, p->gen);
+	lua_rawseti(L, -2, 4);
 	w.mt = lua_gettop(L);
 	lua_createtable(L, n, 0);
 	w.events = lua_gettop(L);
@@ -1305,9 +1384,9 @@ static int wa_parser_parse(lua_State *L)
 	lua_settop(L, w.events);
 	p->busy = 0;
 	/* A huge body should not pin its buffers for the life of the hook. */
-	if (p->tape.cap * sizeof(wa_jnode) + p->tape.acap + p->ccap * sizeof(wa_contact) >
-	    WA_KEEP_BYTES) {
+	if (wa_tape_bytes(&p->tape) + p->ccap * sizeof(wa_contact) > WA_KEEP_BYTES) {
 		wa_tape_free(&p->tape);
+		p->gen++;
 		free(p->contacts);
 		p->contacts = NULL;
 		p->ccap = 0;
@@ -1366,8 +1445,39 @@ static const luaL_Reg wa_webhook_funcs[] = {
 	{"json_decode", wa_webhook_json_decode},
 	{NULL, NULL}};
 
+/* Every name set of the walk, indexed once per process. */
+static wa_nameset *const wa_all_sets[] = {
+	&wa_ns_push_error,
+	&wa_ns_index_contacts,
+	&wa_ns_set_contact,
+	&wa_ns_set_contact_pnames,
+	&wa_ns_set_context,
+	&wa_ns_set_context_rnames,
+	&wa_ns_set_media,
+	&wa_ns_set_flow,
+	&wa_ns_message_interactive,
+	&wa_ns_message_interactive_rnames,
+	&wa_ns_message_body,
+	&wa_ns_msg,
+	&wa_ns_status_event,
+	&wa_ns_value,
+	&wa_ns_walk_envelope_enames,
+	&wa_ns_walk_envelope_cnames,
+	&wa_ns_walk_envelope_mnames,
+};
+
+static pthread_once_t wa_sets_once = PTHREAD_ONCE_INIT;
+
+static void wa_sets_init(void)
+{
+	size_t i;
+	for (i = 0; i < sizeof wa_all_sets / sizeof wa_all_sets[0]; i++)
+		wa_set_index(wa_all_sets[i]);
+}
+
 void wa_webhook_open(lua_State *L)
 {
+	pthread_once(&wa_sets_once, wa_sets_init);
 	if (luaL_newmetatable(L, WA_PARSER_MT)) {
 		int i;
 		lua_newtable(L);

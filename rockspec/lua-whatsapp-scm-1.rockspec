@@ -27,7 +27,7 @@ dependencies = {
 }
 external_dependencies = {
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
-  YAJL = { header = "yajl/yajl_parse.h", library = "yajl" },
+  SIMDJSON = { header = "simdjson.h", library = "simdjson" },
   -- Debian keeps curl.h under the multiarch include dir, which the compiler
   -- searches anyway: check only for the library.
   CURL = { library = "curl" },
@@ -39,14 +39,15 @@ build = {
     -- The core: crypto, webhook parser, loop, listener.  No libcurl here, so a process
     -- that only listens does not map it and the libraries it pulls in.
     ["whatsapp.core"] = {
+      -- json_tape.cpp is the C++ bridge to simdjson; the compiler picks C++ by its name.
       sources = {
-        "csrc/core.c", "csrc/crypto.c", "csrc/json.c", "csrc/webhook.c",
+        "csrc/core.c", "csrc/crypto.c", "csrc/json.c", "csrc/json_tape.cpp", "csrc/webhook.c",
         "csrc/loop.c", "csrc/headers.c", "csrc/server.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "crypto", "yajl", "event" },
-      incdirs = { "$(OPENSSL_INCDIR)", "$(YAJL_INCDIR)", "$(LIBEVENT_INCDIR)" },
-      libdirs = { "$(OPENSSL_LIBDIR)", "$(YAJL_LIBDIR)", "$(LIBEVENT_LIBDIR)" },
+      libraries = { "crypto", "simdjson", "event", "stdc++" },
+      incdirs = { "$(OPENSSL_INCDIR)", "$(SIMDJSON_INCDIR)", "$(LIBEVENT_INCDIR)" },
+      libdirs = { "$(OPENSSL_LIBDIR)", "$(SIMDJSON_LIBDIR)", "$(LIBEVENT_LIBDIR)" },
     },
     -- The libcurl transport, loaded by whatsapp.http on first use.
     ["whatsapp.core.http"] = {

@@ -134,6 +134,29 @@ describe("whatsapp.core", function()
       collectgarbage(); collectgarbage()
       assert.equal("table", type(evs[1].raw))
     end)
+
+    -- The lazy fields remember a node of the parse; when the parser has parsed other bodies
+    -- since, the batch's own body is parsed again.
+    it("is right after the same hook has parsed other bodies, in any order", function()
+      local other = helpers.fixture_raw("webhooks/statuses_delivered_cbp.json")
+      local doc, odoc = cjson.decode(body), cjson.decode(other)
+      local a = assert(hook:parse(body, helpers.signed(body)))
+      local b = assert(hook:parse(other, helpers.signed(other)))
+      local a2 = assert(hook:parse(body, helpers.signed(body)))
+      assert.same(odoc.entry[1].changes[1].value.statuses[1], b[1].raw)
+      assert.same(doc.entry[1].changes[1].value.messages[2], a[2].raw)
+      assert.same(odoc.entry[1].changes[1].value.statuses[1].pricing, b[1].pricing)
+      assert.same(doc.entry[1].changes[1].value.messages[1], a[1].raw)
+      assert.same(doc.entry[1].changes[1].value.messages[1], a2[1].raw)
+      assert.not_equal(a[1].raw, a2[1].raw)
+    end)
+
+    it("is right after the hook is closed", function()
+      local h = webhook.new{ app_secret = helpers.SECRET }
+      local evs = assert(h:parse(body, helpers.signed(body)))
+      h:close()
+      assert.same(cjson.decode(body).entry[1].changes[1].value.messages[2], evs[2].raw)
+    end)
   end)
 
   describe("lazy generic copies", function()

@@ -7,12 +7,14 @@ secs=${1:-60}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out="$root/build/fuzz"
 mkdir -p "$out" "$root/csrc/fuzz/corpus-work"
-clang -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L -fsanitize=fuzzer,address,undefined \
-	-fno-sanitize-recover=all -I/usr/include/lua5.4 \
+san="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
+# The C++ bridge to simdjson first, then the C sources; clang++ links (libstdc++).
+clang++ -g -O1 -std=c++17 $san -c -o "$out/json_tape.o" "$root/csrc/json_tape.cpp"
+(cd "$out" && clang -g -O1 -std=c99 -D_POSIX_C_SOURCE=200809L $san -I/usr/include/lua5.4 -c \
 	"$root/csrc/fuzz/fuzz_webhook.c" "$root/csrc/core.c" "$root/csrc/crypto.c" \
 	"$root/csrc/json.c" "$root/csrc/webhook.c" "$root/csrc/loop.c" "$root/csrc/headers.c" \
-	"$root/csrc/server.c" \
-	-llua5.4 -lyajl -levent -lcrypto -lm -o "$out/fuzz_webhook"
+	"$root/csrc/server.c")
+clang++ $san "$out"/*.o -llua5.4 -lsimdjson -levent -lcrypto -lm -o "$out/fuzz_webhook"
 cp "$root"/spec/fixtures/webhooks/*.json "$root/csrc/fuzz/corpus-work/" 2>/dev/null || true
 cp "$root"/csrc/fuzz/seeds/* "$root/csrc/fuzz/corpus-work/" 2>/dev/null || true
 cd "$root/csrc/fuzz"

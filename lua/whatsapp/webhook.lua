@@ -15,7 +15,7 @@ local core = require "whatsapp.core"
 local errors = require "whatsapp.errors"
 
 local type, pairs, ipairs, setmetatable, error = type, pairs, ipairs, setmetatable, error
-local lower, sub, gsub, char, tonumber = string.lower, string.sub, string.gsub, string.char, tonumber
+local lower, gsub, char, tonumber = string.lower, string.gsub, string.char, tonumber
 
 local webhook = {}
 
@@ -28,18 +28,6 @@ webhook.null = core.null
 --- The event fields decoded on first access (doc/events.md, "Lazy fields"): reading one gives
 -- the same value an eager copy would, but `pairs` lists it only once it has been read.
 webhook.LAZY_FIELDS = { "raw", "referral", "identity", "conversation", "pricing", "value" }
-
--- raw is decoded on first access, from the event's own bytes of the body, with
--- a private lua-cjson instance (so the application's cjson settings stay its own).
-local raw_decode
-do
-  -- Without lua-cjson, fall back to the core's own strict decoder.
-  local ok, cjson = pcall(require, "cjson.safe")
-  local decode = ok and cjson.new().decode or core.json_decode
-  raw_decode = function(body, first, last)
-    return (decode(sub(body, first, last)))
-  end
-end
 
 local Hook = {}
 Hook.__index = Hook
@@ -176,7 +164,7 @@ function Hook:parse(raw_body, headers)
     return fail(401, "invalid_signature",
       "no app secret configured: refusing an unverifiable webhook (set app_secret)")
   end
-  local events, msg, path = self._parser:parse(raw_body, raw_decode, errors.metatable)
+  local events, msg, path = self._parser:parse(raw_body, errors.metatable)
   if not events then
     return fail(400, "invalid_payload", msg, path ~= "" and path or nil)
   end
