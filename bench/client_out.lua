@@ -11,6 +11,9 @@
 -- With BENCH_GARBAGE=1 the collector is stopped for the run and the line also carries
 -- garbage_kb=G, the kilobytes allocated per message (collectgarbage("count") delta / N);
 -- cpu then is not comparable with a normal run.
+-- BASE_URL "stub" replaces the session by one that answers at once, in Lua, with the Cloud
+-- API's send response (what bench/client.sh's nginx answers): no network, no libcurl, so only
+-- the Lua work of each path is measured (bench/client_instr.sh uses it for exact counts).
 -- The client runs with pacing off (rate = false): pacing exists to stay under Meta's limits
 -- and would measure the limit, not the client. Exits 1 when any message failed.
 local loop = require "whatsapp.loop"
@@ -30,7 +33,21 @@ local PNID = "100000000000001"
 local TO = "16505551234"
 local TEXT = "Hello Maria, your order #48213 has shipped and arrives Thursday. Reply STOP to opt out"
 
-local session = http.session{ max_host_connections = inflight }
+local session
+if base == "stub" then
+  base = "http://127.0.0.1:9"
+  local answer = '{"messaging_product":"whatsapp","contacts":[{"input":"16505551234","wa_id":"16505551234"}],'
+    .. '"messages":[{"id":"wamid.HBgLMTY1MDU1NTEyMzQVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"}]}'
+  session = {
+    request = function(_, req)
+      if type(req) ~= "table" or type(req.body) ~= "string" then error("stub: bad request") end
+      return { status = 200, headers = {}, body = answer }
+    end,
+    close = function() end,
+  }
+else
+  session = http.session{ max_host_connections = inflight }
+end
 local send
 
 if mode == "raw" then
