@@ -393,6 +393,44 @@ describe("validate", function()
     end)
   end)
 
+  describe("text_quick", function()
+    local message = require "whatsapp.message"
+    local TOS = { "15550002222", "+15550002222", "12345", "+12345", "1234", "+1234", "123456789012345",
+      "+123456789012345", "1234567890123456", "+1234567890123456", "1 555 000 2222", "+1 (555) 000-2222",
+      "US.1000000000000001", "1555a002222", "15550002222 ", "+", "١٢٣٤٥٦" }
+    local BODIES = { "hi", "x", "", "héllo 👍🏽", string.rep("a", 4096), string.rep("a", 4097),
+      string.rep("é", 4096), string.rep("é", 4097), string.rep("👍", 4096), string.rep("👍", 4097),
+      "bad \255 byte", "\237\160\128", "nul\0inside", "\226\130" }
+
+    it("says yes only for what validate.message accepts, and for every digit-only number", function()
+      local yes = 0
+      for _, to in ipairs(TOS) do
+        for _, body in ipairs(BODIES) do
+          local quick = validate.text_quick(to, body)
+          local full = validate.message(message.text(to, body)) == true
+          if quick then
+            yes = yes + 1
+            assert.is_true(full, to .. " / " .. body:sub(1, 20))
+          elseif to:find("^%+?[0-9]+$") then
+            -- No "no verdict" for the form it covers: it agrees with the full check.
+            assert.is_false(full, to .. " / " .. body:sub(1, 20))
+          end
+        end
+      end
+      assert.is_true(yes >= 30, yes)
+    end)
+
+    it("has no verdict on other recipient forms and other types", function()
+      assert.is_false(validate.text_quick("1 555 000 2222", "hi"))
+      assert.is_false(validate.text_quick("US.1000000000000001", "hi"))
+      assert.is_false(validate.text_quick(15550002222, "hi"))
+      assert.is_false(validate.text_quick("15550002222", 42))
+      assert.is_false(validate.text_quick(nil, nil))
+      assert.is_false(validate.text_quick("", "hi"))
+      assert.is_true(validate.text_quick("15550002222", "hi"))
+    end)
+  end)
+
   describe("media", function()
     it("needs exactly one of id and link", function()
       local m = fixture("image_by_id_with_caption")

@@ -1137,6 +1137,30 @@ function validate.message(msg)
   return true
 end
 
+--- A quick yes for the commonest body: whether the text message `message.text(to, body)`
+-- builds, with no option or only `preview_url`, passes `validate.message`, decided without
+-- the table. Says yes only for a phone number of digits (an optional leading `+`) and a
+-- body of 1 to 4096 code points of valid UTF-8. `false` is no verdict: the recipient may
+-- be in a form this does not look at (separators, a group, a BSUID) or something is wrong;
+-- `validate.message` on the built table decides and names the fault.
+-- @param to
+-- @param body
+-- @treturn boolean
+function validate.text_quick(to, body)
+  if type(to) ~= "string" or type(body) ~= "string" then return false end
+  if not find(to, "^%+?[0-9]+$") then return false end
+  local n = byte(to, 1) == 43 and #to - 1 or #to
+  if n < limits.phone_min_digits or n > limits.phone_max_digits then return false end
+  n = #body
+  if n == 0 then return false end
+  -- A code point takes 1 to 4 bytes: short bodies are within the limit without counting.
+  if n > limits.text_body then
+    n = ulen(body)
+    return n ~= nil and n <= limits.text_body
+  end
+  return ulen(body) ~= nil
+end
+
 ---------------------------------------------------------------------------
 -- Media uploads
 ---------------------------------------------------------------------------
