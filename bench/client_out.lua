@@ -8,6 +8,12 @@
 -- 190-character token to BASE_URL/v23.0/100000000000001/messages from BENCH_INFLIGHT (64) tasks,
 -- through one session allowing 64 connections, and print one line:
 --   RESULT mode=<raw|client> impl=<interp> messages=N ok=N bad=N seconds=S rate=R cpu=C
+-- With BENCH_GARBAGE=1 the collector is stopped for the run and the line also carries
+-- garbage_kb=G, the kilobytes allocated per message (collectgarbage("count") delta / N);
+-- cpu then is not comparable with a normal run.
+-- BASE_URL "stub" replaces the session by one that answers at once, in Lua, with the Cloud
+-- API's send response (what bench/client.sh's nginx answers): no network, no libcurl, so only
+-- the Lua work of each path is measured (bench/client_instr.sh uses it for exact counts).
 -- The client runs with pacing off (rate = false): pacing exists to stay under Meta's limits
 -- and would measure the limit, not the client. Exits 1 when any message failed.
 local loop = require "whatsapp.loop"
@@ -27,7 +33,21 @@ local PNID = "100000000000001"
 local TO = "16505551234"
 local TEXT = "Hello Maria, your order #48213 has shipped and arrives Thursday. Reply STOP to opt out"
 
-local session = http.session{ max_host_connections = inflight }
+local session
+if base == "stub" then
+  base = "http://127.0.0.1:9"
+  local answer = '{"messaging_product":"whatsapp","contacts":[{"input":"16505551234","wa_id":"16505551234"}],'
+    .. '"messages":[{"id":"wamid.HBgLMTY1MDU1NTEyMzQVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"}]}'
+  session = {
+    request = function(_, req)
+      if type(req) ~= "table" or type(req.body) ~= "string" then error("stub: bad request") end
+      return { status = 200, headers = {}, body = answer }
+    end,
+    close = function() end,
+  }
+else
+  session = http.session{ max_host_connections = inflight }
+end
 local send
 
 if mode == "raw" then
@@ -63,14 +83,26 @@ local function worker()
   end
 end
 
+local garbage = os.getenv("BENCH_GARBAGE") == "1"
+local kb0
+if garbage then
+  collectgarbage("collect")
+  collectgarbage("stop")
+  kb0 = collectgarbage("count")
+end
 local cpu0, t0 = os.clock(), loop.now()
 local tasks = {}
 for i = 1, inflight do tasks[i] = loop.spawn(worker) end
 loop.wait_all(tasks)
 local seconds, cpu = loop.now() - t0, os.clock() - cpu0
+local garbage_note = ""
+if garbage then
+  garbage_note = (" garbage_kb=%.3f"):format((collectgarbage("count") - kb0) / total)
+  collectgarbage("restart")
+end
 session:close()
 
 local impl = rawget(_G, "jit") and "luajit" or _VERSION:gsub("Lua ", "lua")
-print(("RESULT mode=%s impl=%s messages=%d ok=%d bad=%d seconds=%.3f rate=%.0f cpu=%.3f"):format(
-  mode, impl, total, ok_count, bad, seconds, ok_count / seconds, cpu))
+print(("RESULT mode=%s impl=%s messages=%d ok=%d bad=%d seconds=%.3f rate=%.0f cpu=%.3f%s"):format(
+  mode, impl, total, ok_count, bad, seconds, ok_count / seconds, cpu, garbage_note))
 os.exit(bad == 0 and 0 or 1)

@@ -151,6 +151,130 @@ describe("whatsapp.client", function()
     end)
   end)
 
+  describe("send_text's quick way", function()
+    local validate = require "whatsapp.validate"
+
+    -- Sends with send_text and with send(message.text(...)) and returns both requests and
+    -- both results, and how often each way ran validate.message.
+    local function both(c, to, body, opts)
+      local full = spy.on(validate, "message")
+      local quick_sent, quick_err = c:send_text(to, body, opts)
+      local quick_checks = #full.calls
+      local general_sent, general_err = c:send(message.text(to, body, opts))
+      local general_checks = #full.calls - quick_checks
+      validate.message:revert()
+      return { sent = quick_sent, err = quick_err, checks = quick_checks },
+        { sent = general_sent, err = general_err, checks = general_checks }
+    end
+
+    local function same_result(a, b)
+      assert.is_string(a.id)
+      assert.is_string(b.id)
+      assert.are_not.equal(a.id, b.id)
+      -- Everything but the wamid itself.
+      local function without_id(r)
+        local copy = {}
+        for k, v in pairs(r) do copy[k] = v end
+        copy.id = nil
+        copy.response = nil
+        return copy
+      end
+      assert.are.same(without_id(a), without_id(b))
+      assert.are.same(a.response.contacts, b.response.contacts)
+      assert.are.equal(a.id, a.response.messages[1].id)
+      assert.are.equal(b.id, b.response.messages[1].id)
+    end
+
+    it("sends the body send(message.text(...)) sends, skipping the message table", function()
+      local cases = {
+        { USER, "hello" }, { "+" .. USER, "héllo 👍🏽" }, { USER, "a/b \"quoted\" \n", { preview_url = true } },
+        { USER, string.rep("é", 4096), { preview_url = false } }, { "12345", "x", {} },
+      }
+      for i, case in ipairs(cases) do
+        local quick, general = both(client, case[1], case[2], case[3])
+        assert.is_nil(quick.err)
+        assert.is_nil(general.err)
+        assert.are.equal(0, quick.checks, "case " .. i .. " took the general way")
+        assert.are.equal(1, general.checks)
+        local reqs = sim:requests()
+        local a, b = reqs[#reqs - 1], reqs[#reqs]
+        assert.are.same(message.text(case[1], case[2], case[3]), a.json)
+        assert.are.same(b.json, a.json)
+        assert.are.equal(#b.body, #a.body)
+        assert.are.same(b.headers, a.headers)
+        assert.are.equal(b.path, a.path)
+        same_result(quick.sent, general.sent)
+      end
+    end)
+
+    it("returns the same validation errors, without a request", function()
+      local cases = {
+        { USER, "" }, { USER, string.rep("a", 4097) }, { USER, string.rep("é", 4097) }, { USER, "bad \255" },
+        { "1234", "x" }, { "1234567890123456", "x" }, { "+1234", "x" }, { "1555a002222", "x" },
+        { "US.", "x" }, { "1555.000.2222", "x" },
+      }
+      for _, case in ipairs(cases) do
+        local quick, general = both(client, case[1], case[2])
+        assert.is_nil(quick.sent)
+        assert.is_nil(general.sent)
+        assert.are.equal("validation", quick.err.code)
+        assert.are.equal(general.err.path, quick.err.path)
+        assert.are.equal(general.err.message, quick.err.message)
+        assert.are.equal(tostring(general.err), tostring(quick.err))
+      end
+      assert.are.equal(0, #sim:requests())
+    end)
+
+    it("raises what message.text raises", function()
+      for _, case in ipairs{ { 15550002222, "x" }, { USER, 42 }, { USER, "x", { preview_url = "yes" } },
+                             { USER, "x", { bogus = true } }, { USER, "x", "opts" }, { "", "x" } } do
+        local ok1, e1 = pcall(client.send_text, client, case[1], case[2], case[3])
+        local ok2, e2 = pcall(message.text, case[1], case[2], case[3])
+        assert.is_false(ok1)
+        assert.is_false(ok2)
+        assert.are.equal(tostring(e2):gsub("^[^:]*:%d+: ", ""), (tostring(e1):gsub("^[^:]*:%d+: ", "")))
+        assert.matches("client.lua:%d+: whatsapp.message.text: ", tostring(e1))
+      end
+    end)
+
+    it("takes the general way for other options and recipients, and when send is replaced", function()
+      local others = {
+        { USER, "quoted", { reply_to = "wamid.IN" } }, { USER, "tracked", { biz_opaque_callback_data = "t" } },
+        { "+1 (555) 000-2222", "separators" }, { "US.1000000000000001", "bsuid" },
+        { USER, "proxy", setmetatable({}, { __index = { preview_url = true } }) },
+      }
+      for i, case in ipairs(others) do
+        local quick, general = both(client, case[1], case[2], case[3])
+        assert.is_nil(quick.err, tostring(quick.err))
+        assert.are.equal(1, quick.checks, "case " .. i .. " took the quick way")
+        local reqs = sim:requests()
+        assert.are.same(message.text(case[1], case[2], case[3]), reqs[#reqs - 1].json)
+        assert.are.same(reqs[#reqs].json, reqs[#reqs - 1].json)
+        same_result(quick.sent, general.sent)
+      end
+      -- A proxy's preview_url is read through __index, as message.text reads it.
+      assert.is_true(sim:requests()[9].json.text.preview_url)
+      local seen = {}
+      local c = client_for(sim)
+      local send = c.send
+      c.send = function(self, msg, o)
+        seen[#seen + 1] = msg
+        return send(self, msg, o)
+      end
+      assert.truthy(c:send_text(USER, "watched"))
+      assert.are.same({ message.text(USER, "watched") }, seen)
+    end)
+
+    it("sends without validation too, when the client does not validate", function()
+      local c = client_for(sim, { validate = false })
+      local quick, general = both(c, USER, "plain")
+      assert.are.equal(0, quick.checks + general.checks)
+      same_result(quick.sent, general.sent)
+      local reqs = sim:requests()
+      assert.are.same(reqs[2].json, reqs[1].json)
+    end)
+  end)
+
   describe("validation before the network", function()
     it("refuses a text over 4096 characters without calling Meta", function()
       local _, err = client:send_text(USER, string.rep("é", 4097))

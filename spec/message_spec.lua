@@ -438,3 +438,53 @@ describe("whatsapp.message.encode", function()
       .template.components[1].parameters[1].currency.amount_1000)
   end)
 end)
+
+describe("whatsapp.message.encode_text", function()
+  -- How often each byte value occurs in a string: two JSON texts with the same fields in
+  -- another order have the same counts.
+  local function byte_counts(s)
+    local c = {}
+    for i = 1, #s do
+      local b = s:byte(i)
+      c[b] = (c[b] or 0) + 1
+    end
+    return c
+  end
+
+  local BODIES = {
+    "hi", "Hello Maria, your order #48213 has shipped", "", " ", "héllo wörld 👍🏽 €", "a/b\\c\"d",
+    "line\nbreak\ttab\r\0nul\1\31\127", "</script>", "\226\128\168\226\128\169", "invalid \255\192 bytes",
+    string.rep("x", 5000), string.rep("é", 4096),
+  }
+  local RECIPIENTS = { U, "+15550002222", "1 (555) 000-2222", "US.1000000000000001", "a\"b", "group-id" }
+
+  it("writes what message.encode writes for message.text, field for field and byte for byte", function()
+    for _, to in ipairs(RECIPIENTS) do
+      for _, body in ipairs(BODIES) do
+        for _, preview in ipairs{ "none", true, false } do
+          local opts, flag = nil, nil
+          if preview ~= "none" then opts, flag = { preview_url = preview }, preview end
+          local fast = message.encode_text(to, body, flag)
+          local general = message.encode(message.text(to, body, opts))
+          assert.are.same(cjson.decode(general), cjson.decode(fast))
+          assert.equal(#general, #fast)
+          assert.are.same(byte_counts(general), byte_counts(fast))
+        end
+      end
+    end
+  end)
+
+  it("writes the fields in a fixed order", function()
+    assert.equal('{"messaging_product":"whatsapp","recipient_type":"individual","to":"15550002222",'
+      .. '"type":"text","text":{"preview_url":false,"body":"a\\/b"}}', message.encode_text(U, "a/b", false))
+    assert.equal('{"messaging_product":"whatsapp","recipient_type":"individual","recipient":"US.1",'
+      .. '"type":"text","text":{"body":"x"}}', message.encode_text("US.1", "x"))
+  end)
+
+  it("raises for arguments message.text refuses", function()
+    raises(function() message.encode_text(nil, "hi") end, "recipient must be a string")
+    raises(function() message.encode_text("", "hi") end, "recipient must not be empty")
+    raises(function() message.encode_text(U, 42) end, "body must be a string, got number")
+    raises(function() message.encode_text(U, "hi", "yes") end, "preview_url must be a boolean")
+  end)
+end)

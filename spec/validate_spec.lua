@@ -135,6 +135,71 @@ describe("validate", function()
     it("raises on a non-string", function()
       assert.has_error(function() validate.utf8_len(42) end)
     end)
+
+    -- The reference: a byte loop over RFC 3629's table of well-formed sequences.
+    local function reference_len(s)
+      local i, n, count = 1, #s, 0
+      while i <= n do
+        local c = s:byte(i)
+        local need
+        local lo, hi = 0x80, 0xBF
+        if c < 0x80 then need = 0
+        elseif c >= 0xC2 and c <= 0xDF then need = 1
+        elseif c == 0xE0 then need, lo = 2, 0xA0
+        elseif c == 0xED then need, hi = 2, 0x9F
+        elseif c >= 0xE1 and c <= 0xEF then need = 2
+        elseif c == 0xF0 then need, lo = 3, 0x90
+        elseif c == 0xF4 then need, hi = 3, 0x8F
+        elseif c >= 0xF1 and c <= 0xF3 then need = 3
+        else return nil, i end
+        for k = 1, need do
+          local b = s:byte(i + k)
+          if not b or b < (k == 1 and lo or 0x80) or b > (k == 1 and hi or 0xBF) then return nil, i end
+        end
+        i, count = i + need + 1, count + 1
+      end
+      return count
+    end
+
+    -- Strings made of ASCII runs and pieces of valid and invalid sequences.
+    local function samples()
+      local pieces = { "a", "Hello, world", "\0", "\127", "\194\128", "\223\191", "\224\160\128", "\237\159\191",
+        "\238\128\128", "\240\144\128\128", "\244\143\191\191", "\128", "\191", "\192\128", "\193\191",
+        "\224\159\191", "\237\160\128", "\240\143\191\191", "\244\144\128\128", "\245", "\255", "\226\130",
+        "\240\159\145", "\248\136\128\128\128", "\252\132\128\128\128\128" }
+      local out, seed = { "" }, 7
+      for _, p in ipairs(pieces) do out[#out + 1] = p; out[#out + 1] = "abc" .. p .. "xyz" end
+      for _ = 1, 3000 do
+        local parts = {}
+        for j = 1, (seed % 6) + 1 do
+          seed = (seed * 1103515245 + 12345) % 2147483648
+          parts[j] = pieces[math.floor(seed / 65536) % #pieces + 1]
+        end
+        out[#out + 1] = table.concat(parts)
+      end
+      return out
+    end
+
+    -- Lua 5.4's utf8.len answers for valid strings; the byte loop decides the rest (and is
+    -- all there is under LuaJIT). Both must agree with the reference, so the module is
+    -- also loaded once more without the utf8 library.
+    it("agrees with a reference decoder, with and without the utf8 library", function()
+      local saved_utf8, saved_module = rawget(_G, "utf8"), package.loaded["whatsapp.validate"]
+      package.loaded["whatsapp.validate"] = nil
+      rawset(_G, "utf8", nil)
+      local ok, without = pcall(require, "whatsapp.validate")
+      rawset(_G, "utf8", saved_utf8)
+      package.loaded["whatsapp.validate"] = saved_module
+      assert(ok, without)
+      assert.are_not.equal(validate, without)
+      for _, s in ipairs(samples()) do
+        local n, pos = reference_len(s)
+        local a, apos = validate.utf8_len(s)
+        local b, bpos = without.utf8_len(s)
+        assert.are.same({ n, pos }, { a, apos }, s)
+        assert.are.same({ n, pos }, { b, bpos }, s)
+      end
+    end)
   end)
 
   describe("envelope", function()
@@ -247,9 +312,22 @@ describe("validate", function()
       end
     end)
 
+    it("counts the digits with and without the +", function()
+      for _, to in ipairs{ "+12345", "+123456789012345", "1 2 3 4 5", "+1-2-3-4-5-6-7-8-9-0-1-2-3-4-5" } do
+        assert.is_true(validate.recipient(to), to)
+      end
+      for _, c in ipairs{ { "+1234", "4 digits" }, { "+1234567890123456", "16 digits" },
+                          { "12345678901234567890", "20 digits" }, { "+", "0 digits" },
+                          { "1 2 3 4", "4 digits" }, { "+1-2-3-4-5-6-7-8-9-0-1-2-3-4-5-6", "16 digits" } } do
+        local ok, err = validate.recipient(c[1])
+        assert.is_nil(ok, c[1])
+        assert.equal("to: " .. c[2] .. ", a phone number has 5 to 15", err.message)
+      end
+    end)
+
     it("refuses what is not a phone number", function()
       for _, to in ipairs{ "1234", "1234567890123456", "++15550002222", "1555a002222", "", "1555.000.2222",
-                           "1555\n0002222" } do
+                           "1555\n0002222", "15550002222+", "+15550002222-+", "\0" .. "15550002222" } do
         local ok, err = validate.recipient(to)
         assert.is_nil(ok, to)
         assert.equal("validation", err.code)
@@ -312,6 +390,44 @@ describe("validate", function()
       local m = fixture("text_preview_url")
       m.text.preview_url = "yes"
       fails(m, "text.preview_url", "boolean")
+    end)
+  end)
+
+  describe("text_quick", function()
+    local message = require "whatsapp.message"
+    local TOS = { "15550002222", "+15550002222", "12345", "+12345", "1234", "+1234", "123456789012345",
+      "+123456789012345", "1234567890123456", "+1234567890123456", "1 555 000 2222", "+1 (555) 000-2222",
+      "US.1000000000000001", "1555a002222", "15550002222 ", "+", "١٢٣٤٥٦" }
+    local BODIES = { "hi", "x", "", "héllo 👍🏽", string.rep("a", 4096), string.rep("a", 4097),
+      string.rep("é", 4096), string.rep("é", 4097), string.rep("👍", 4096), string.rep("👍", 4097),
+      "bad \255 byte", "\237\160\128", "nul\0inside", "\226\130" }
+
+    it("says yes only for what validate.message accepts, and for every digit-only number", function()
+      local yes = 0
+      for _, to in ipairs(TOS) do
+        for _, body in ipairs(BODIES) do
+          local quick = validate.text_quick(to, body)
+          local full = validate.message(message.text(to, body)) == true
+          if quick then
+            yes = yes + 1
+            assert.is_true(full, to .. " / " .. body:sub(1, 20))
+          elseif to:find("^%+?[0-9]+$") then
+            -- No "no verdict" for the form it covers: it agrees with the full check.
+            assert.is_false(full, to .. " / " .. body:sub(1, 20))
+          end
+        end
+      end
+      assert.is_true(yes >= 30, yes)
+    end)
+
+    it("has no verdict on other recipient forms and other types", function()
+      assert.is_false(validate.text_quick("1 555 000 2222", "hi"))
+      assert.is_false(validate.text_quick("US.1000000000000001", "hi"))
+      assert.is_false(validate.text_quick(15550002222, "hi"))
+      assert.is_false(validate.text_quick("15550002222", 42))
+      assert.is_false(validate.text_quick(nil, nil))
+      assert.is_false(validate.text_quick("", "hi"))
+      assert.is_true(validate.text_quick("15550002222", "hi"))
     end)
   end)
 

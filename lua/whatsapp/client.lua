@@ -38,8 +38,8 @@ local crypto = require "whatsapp.crypto"
 
 local client = {}
 
-local setmetatable, type, tostring, tonumber, pairs, ipairs, next, pcall = setmetatable, type, tostring, tonumber,
-  pairs, ipairs, next, pcall
+local setmetatable, getmetatable, type, tostring, tonumber, pairs, ipairs, next, pcall = setmetatable, getmetatable,
+  type, tostring, tonumber, pairs, ipairs, next, pcall
 local concat, sort = table.concat, table.sort
 local random, min, max = math.random, math.min, math.max
 local format, gsub, byte = string.format, string.gsub, string.byte
@@ -272,35 +272,19 @@ local function need_waba(self)
   return self.waba_id
 end
 
---- Send a message body (as made by `whatsapp.message`): validated, paced,
--- posted to `/{phone_number_id}/messages`, retried per the policy.
--- @tparam table msg
--- @tparam[opt] table opts `validate` (false skips the checks), `timeout`
--- @return `{ id = wamid, wa_id =, input =, message_status =, response = }`
---   (for a mark-as-read body: `{ success = true }`), or nil and an error object
-function Client:send(msg, opts)
-  if type(msg) ~= "table" then error("client:send: message table expected", 2) end
-  local pnid = need_phone(self)
-  opts = opts or NO_OPTS
-  if self.validate and opts.validate ~= false then
-    local ok, verr = validate.message(msg)
-    if not ok then return nil, verr end
-  end
-  local recipient = msg.to or msg.recipient
-  local is_read = msg.status == "read"
-  -- message.encode keeps the builders' empty arrays as [] (lua-cjson 2.1 has no array marker).
-  local ok, text = pcall(message.encode, msg)
-  if not ok then error("client:send: the message cannot be encoded as JSON: " .. tostring(text), 2) end
+-- POST a JSON body to /{phone_number_id}/messages and make the result of a send.
+-- `recipient` is paced (unless `is_read`); `idempotent` as for perform.
+local function post_message(self, text, recipient, is_read, idempotent, timeout)
   -- The hot path: the URL is made once per client, and no options table per send.
   local url = self.messages_url
   if not url then
-    url = graph_url(self, pnid .. "/messages")
+    url = graph_url(self, self.phone_number_id .. "/messages")
     self.messages_url = url
   end
   local res, err = perform(self, {
     method = "POST", url = url, body = text, headers = self.json_headers,
-    timeout = opts.timeout or self.timeout, connect_timeout = self.connect_timeout,
-  }, is_read or msg.type == "reaction", recipient, not is_read)
+    timeout = timeout or self.timeout, connect_timeout = self.connect_timeout,
+  }, idempotent, recipient, not is_read)
   if not res then return nil, err end
   local body, derr = decode_body(res)
   if not body then return nil, derr end
@@ -320,9 +304,32 @@ function Client:send(msg, opts)
   }
 end
 
--- Convenience senders: client:send_<kind>(...) = client:send(message.<kind>(...)).
+--- Send a message body (as made by `whatsapp.message`): validated, paced,
+-- posted to `/{phone_number_id}/messages`, retried per the policy.
+-- @tparam table msg
+-- @tparam[opt] table opts `validate` (false skips the checks), `timeout`
+-- @return `{ id = wamid, wa_id =, input =, message_status =, response = }`
+--   (for a mark-as-read body: `{ success = true }`), or nil and an error object
+function Client:send(msg, opts)
+  if type(msg) ~= "table" then error("client:send: message table expected", 2) end
+  need_phone(self)
+  opts = opts or NO_OPTS
+  if self.validate and opts.validate ~= false then
+    local ok, verr = validate.message(msg)
+    if not ok then return nil, verr end
+  end
+  local is_read = msg.status == "read"
+  -- message.encode keeps the builders' empty arrays as [] (lua-cjson 2.1 has no array marker).
+  local ok, text = pcall(message.encode, msg)
+  if not ok then error("client:send: the message cannot be encoded as JSON: " .. tostring(text), 2) end
+  return post_message(self, text, msg.to or msg.recipient, is_read, is_read or msg.type == "reaction", opts.timeout)
+end
+local plain_send = Client.send
+
+-- Convenience senders: client:send_<kind>(...) = client:send(message.<kind>(...)) (send_text:
+-- below).
 local SENDERS = {
-  "text", "image", "audio", "video", "document", "sticker", "location", "contacts",
+  "image", "audio", "video", "document", "sticker", "location", "contacts",
   "buttons", "list", "cta_url", "flow", "location_request", "product", "product_list",
   "catalog", "call_permission_request", "reaction",
 }
@@ -333,6 +340,38 @@ for _, kind in ipairs(SENDERS) do
       return self:send(build(...))
     end
   end
+end
+
+-- send_text's options when they are none or only preview_url (a boolean): the value of
+-- preview_url (nil when absent), or NOT_PLAIN.
+local NOT_PLAIN = {}
+local function plain_text_opts(opts)
+  if opts == nil then return nil end
+  if type(opts) ~= "table" or getmetatable(opts) ~= nil then return NOT_PLAIN end
+  local k, v = next(opts)
+  if k == nil then return nil end
+  if k ~= "preview_url" or type(v) ~= "boolean" or next(opts, k) ~= nil then return NOT_PLAIN end
+  return v
+end
+
+local text_quick, encode_text, build_text = validate.text_quick, message.encode_text, message.text
+
+--- Send a text: `client:send(message.text(to, body, opts))`.
+-- The commonest case (a phone number of digits, a valid body, no option but
+-- `preview_url`, `send` not replaced on the client) skips the message table: the
+-- body is checked by `validate.text_quick` and encoded by `message.encode_text`.
+-- Anything else, and every failing check, takes the general way, which raises or
+-- returns the validation error.
+-- @tparam string to
+-- @tparam string body
+-- @tparam[opt] table opts as for `message.text`
+-- @return as `send`
+function Client:send_text(to, body, opts)
+  local preview = plain_text_opts(opts)
+  if preview ~= NOT_PLAIN and self.send == plain_send and self.phone_number_id and text_quick(to, body) then
+    return post_message(self, encode_text(to, body, preview), to, false, false, nil)
+  end
+  return self:send(build_text(to, body, opts))
 end
 
 --- Send a template. With a `templates` registry that declares `name`, `values`
