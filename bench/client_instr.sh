@@ -67,8 +67,10 @@ for impl in "${impls[@]}"; do
 done
 
 if [ "$PEER" = nginx ]; then
-  port=$(free_port)
-  cat >"$tmp/nginx.conf" <<CONF
+  # A port free when looked at may be taken (by an outgoing connection) when nginx binds it.
+  for try in 1 2 3 4 5; do
+    port=$(free_port)
+    cat >"$tmp/nginx.conf" <<CONF
 daemon on;
 master_process off;
 worker_processes 1;
@@ -88,7 +90,9 @@ http {
   }
 }
 CONF
-  "$NGINX" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/error.log"
+    if "$NGINX" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/error.log" 2>"$tmp/nginx.err"; then break; fi
+    [ "$try" = 5 ] && { cat "$tmp/nginx.err" >&2; exit 1; }
+  done
   for _ in $(seq 50); do [ -f "$tmp/nginx.pid" ] && break; sleep 0.1; done
 elif [ "$PEER" = simulator ]; then
   LUA_CPATH="./build/lua5.4/?.so;;" lua5.4 bench/sim_server.lua 0 >"$tmp/sim.out" &

@@ -304,8 +304,46 @@ local function post_message(self, text, recipient, is_read, idempotent, timeout)
   }
 end
 
+local text_quick, encode_text, build_text = validate.text_quick, message.encode_text, message.text
+
+-- The fields of a text body exactly as `message.text` builds it for a phone number with no
+-- option but preview_url (no metatables, nothing else): to, body, preview_url, true.
+-- Anything else: nil.
+local TEXT_FIELDS = { messaging_product = "whatsapp", recipient_type = "individual", type = "text" }
+local function plain_text_body(msg)
+  if getmetatable(msg) ~= nil then return nil end
+  local to, text
+  for k, v in next, msg do
+    if k == "to" then
+      to = v
+    elseif k == "text" then
+      text = v
+    elseif TEXT_FIELDS[k] ~= v then
+      return nil
+    end
+  end
+  -- All three fixed fields are there: five fields in all.
+  if type(text) ~= "table" or getmetatable(text) ~= nil or msg.recipient_type == nil or msg.type == nil
+      or msg.messaging_product == nil then
+    return nil
+  end
+  local body, preview = text.body, text.preview_url
+  local k = next(text)
+  if preview == nil then
+    if next(text, k) ~= nil then return nil end
+  elseif type(preview) ~= "boolean" or next(text, next(text, k)) ~= nil then
+    return nil
+  end
+  if not text_quick(to, body) then return nil end
+  return to, body, preview, true
+end
+
 --- Send a message body (as made by `whatsapp.message`): validated, paced,
 -- posted to `/{phone_number_id}/messages`, retried per the policy.
+-- A text to a phone number of digits, exactly as `message.text` builds it with no
+-- option but `preview_url`, is checked by `validate.text_quick` and written by
+-- `message.encode_text` (the same JSON in a fixed field order); anything else is
+-- checked by `validate.message` and written by `message.encode`.
 -- @tparam table msg
 -- @tparam[opt] table opts `validate` (false skips the checks), `timeout`
 -- @return `{ id = wamid, wa_id =, input =, message_status =, response = }`
@@ -314,6 +352,10 @@ function Client:send(msg, opts)
   if type(msg) ~= "table" then error("client:send: message table expected", 2) end
   need_phone(self)
   opts = opts or NO_OPTS
+  if msg.type == "text" then
+    local to, body, preview, plain = plain_text_body(msg)
+    if plain then return post_message(self, encode_text(to, body, preview), to, false, false, opts.timeout) end
+  end
   if self.validate and opts.validate ~= false then
     local ok, verr = validate.message(msg)
     if not ok then return nil, verr end
@@ -353,8 +395,6 @@ local function plain_text_opts(opts)
   if k ~= "preview_url" or type(v) ~= "boolean" or next(opts, k) ~= nil then return NOT_PLAIN end
   return v
 end
-
-local text_quick, encode_text, build_text = validate.text_quick, message.encode_text, message.text
 
 --- Send a text: `client:send(message.text(to, body, opts))`.
 -- The commonest case (a phone number of digits, a valid body, no option but

@@ -203,9 +203,11 @@ end
 -- @tparam[opt] boolean preview_url written when not nil
 -- @treturn string the JSON text
 function message.encode_text(to, body, preview_url)
-  check_string("encode_text", "recipient", to)
-  if to == "" then fail("encode_text", "recipient must not be empty") end
-  check_string("encode_text", "body", body)
+  if type(to) ~= "string" or to == "" or type(body) ~= "string" then
+    check_string("encode_text", "recipient", to)
+    if to == "" then fail("encode_text", "recipient must not be empty") end
+    check_string("encode_text", "body", body)
+  end
   local encode = json.encode
   local field = sub(to, 1, 3) == "US." and '","recipient":' or '","to":'
   if preview_url == nil then
