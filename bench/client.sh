@@ -21,52 +21,20 @@ export LUA_PATH="./lua/?.lua;./lua/?/init.lua;;"
 NGINX=${NGINX:-/usr/sbin/nginx}
 NDK=/usr/lib/nginx/modules/ndk_http_module.so
 tmp=$(mktemp -d)
+. bench/graph_peers.sh
 cleanup() {
-  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
-  [ -n "${SIM_PID:-}" ] && kill "$SIM_PID" 2>/dev/null || true
+  stop_graph_peers
   rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-free_port() {
-  local p
-  while :; do
-    p=$(( (RANDOM % 20000) + 30000 ))
-    ss -ltn 2>/dev/null | grep -q ":$p " || { echo "$p"; return; }
-  done
-}
-
 make -s build >/dev/null
 make -s build LUA=luajit >/dev/null
 
-NPORT=$(free_port)
-cat >"$tmp/nginx.conf" <<CONF
-daemon on;
-master_process off;
-worker_processes 1;
-error_log $tmp/error.log warn;
-pid $tmp/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $tmp/body;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$NPORT;
-    location ~ /messages\$ {
-      default_type application/json;
-      return 200 '{"messaging_product":"whatsapp","contacts":[{"input":"16505551234","wa_id":"16505551234"}],"messages":[{"id":"wamid.HBgLMTY1MDU1NTEyMzQVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"}]}';
-    }
-  }
-}
-CONF
-"$NGINX" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/error.log"
-for _ in $(seq 50); do [ -f "$tmp/nginx.pid" ] && break; sleep 0.1; done
-
-LUA_CPATH="./build/lua5.4/?.so;;" lua5.4 bench/sim_server.lua 0 >"$tmp/sim.out" &
-SIM_PID=$!
-for _ in $(seq 50); do grep -q PORT "$tmp/sim.out" 2>/dev/null && break; sleep 0.1; done
-SPORT=$(awk '/PORT/ {print $2}' "$tmp/sim.out")
+start_graph_nginx
+NPORT=$NGINX_PORT
+start_graph_simulator
+SPORT=$SIM_PORT
 
 declare -A CPATH=([lua5.4]="./build/lua5.4/?.so;;" [luajit]="./build/luajit/?.so;;")
 

@@ -46,59 +46,23 @@ command -v valgrind >/dev/null 2>&1 || { echo "client_instr.sh: valgrind not fou
 [ "$LARGE" -gt "$SMALL" ] || { echo "client_instr.sh: INSTR_LARGE must exceed INSTR_SMALL" >&2; exit 2; }
 
 tmp=$(mktemp -d)
-SIM_PID=""
+. bench/graph_peers.sh
 cleanup() {
-  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
-  [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null || true
+  stop_graph_peers
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-free_port() {
-  local p
-  while :; do
-    p=$(( (RANDOM % 20000) + 30000 ))
-    ss -ltn 2>/dev/null | grep -q ":$p " || { echo "$p"; return; }
-  done
-}
 
 for impl in "${impls[@]}"; do
   if [ "$impl" = lua5.4 ]; then make -s build >/dev/null; else make -s build LUA="$impl" >/dev/null; fi
 done
 
 if [ "$PEER" = nginx ]; then
-  # A port free when looked at may be taken (by an outgoing connection) when nginx binds it.
-  for try in 1 2 3 4 5; do
-    port=$(free_port)
-    cat >"$tmp/nginx.conf" <<CONF
-daemon on;
-master_process off;
-worker_processes 1;
-error_log $tmp/error.log warn;
-pid $tmp/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $tmp/body;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$port;
-    location ~ /messages\$ {
-      default_type application/json;
-      return 200 '{"messaging_product":"whatsapp","contacts":[{"input":"16505551234","wa_id":"16505551234"}],"messages":[{"id":"wamid.HBgLMTY1MDU1NTEyMzQVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"}]}';
-    }
-  }
-}
-CONF
-    if "$NGINX" -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/error.log" 2>"$tmp/nginx.err"; then break; fi
-    [ "$try" = 5 ] && { cat "$tmp/nginx.err" >&2; exit 1; }
-  done
-  for _ in $(seq 50); do [ -f "$tmp/nginx.pid" ] && break; sleep 0.1; done
+  start_graph_nginx
+  port=$NGINX_PORT
 elif [ "$PEER" = simulator ]; then
-  LUA_CPATH="./build/lua5.4/?.so;;" lua5.4 bench/sim_server.lua 0 >"$tmp/sim.out" &
-  SIM_PID=$!
-  for _ in $(seq 50); do grep -q PORT "$tmp/sim.out" 2>/dev/null && break; sleep 0.1; done
-  port=$(awk '/PORT/ {print $2}' "$tmp/sim.out")
+  start_graph_simulator
+  port=$SIM_PORT
 elif [ "$PEER" = stub ]; then
   port=""
 else
