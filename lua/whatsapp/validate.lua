@@ -1151,14 +1151,9 @@ function validate.text_quick(to, body)
   if not find(to, "^%+?[0-9]+$") then return false end
   local n = byte(to, 1) == 43 and #to - 1 or #to
   if n < limits.phone_min_digits or n > limits.phone_max_digits then return false end
-  n = #body
-  if n == 0 then return false end
-  -- A code point takes 1 to 4 bytes: short bodies are within the limit without counting.
-  if n > limits.text_body then
-    n = ulen(body)
-    return n ~= nil and n <= limits.text_body
-  end
-  return ulen(body) ~= nil
+  if body == "" then return false end
+  n = ulen(body)
+  return n ~= nil and n <= limits.text_body
 end
 
 ---------------------------------------------------------------------------
