@@ -27,7 +27,6 @@ using simdjson::dom::element_type;
 
 struct walker {
 	wa_tape *t;
-	bool nomem;
 
 	/* Index of a new node of the given type, or UINT32_MAX when out of memory. */
 	uint32_t add(unsigned char type)
@@ -35,10 +34,8 @@ struct walker {
 		if (t->n == t->cap) {
 			size_t cap = t->cap ? t->cap * 2 : 256;
 			void *nn = cap > UINT32_MAX ? nullptr : std::realloc(t->nodes, cap * sizeof(wa_jnode));
-			if (nn == nullptr) {
-				nomem = true;
+			if (nn == nullptr)
 				return UINT32_MAX;
-			}
 			t->nodes = static_cast<wa_jnode *>(nn);
 			t->cap = cap;
 		}
@@ -146,10 +143,8 @@ struct walker {
 		/* A value takes at least one word, so end - 1 nodes are enough. */
 		if (t->cap < end) {
 			void *nn = std::realloc(t->nodes, end * sizeof(wa_jnode));
-			if (nn == nullptr) {
-				nomem = true;
+			if (nn == nullptr)
 				return false;
-			}
 			t->nodes = static_cast<wa_jnode *>(nn);
 			t->cap = end;
 		}
@@ -280,7 +275,7 @@ bool tape_format_ok()
 	wa_tape viadom{}, viatape{};
 	bool ok = false;
 	if (!p.parse(sample, sizeof sample - 1).get(root)) {
-		walker a{&viadom, false}, b{&viatape, false};
+		walker a{&viadom}, b{&viatape};
 		ok = a.value(root) && b.tape(p.doc) && same_tape(viadom, viatape);
 	}
 	std::free(viadom.nodes);
@@ -341,17 +336,9 @@ extern "C" int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err
 			fail(err, errlen, code);
 			return 0;
 		}
-		walker w{t, false};
-		bool copied = false;
-		if (tape_format_ok()) {
-			copied = w.tape(p->doc);
-			if (!copied && w.nomem) {
-				t->n = 0;
-				fail(err, errlen, simdjson::MEMALLOC);
-				return 0;
-			}
-			t->n = copied ? t->n : 0;
-		}
+		walker w{t};
+		/* The tape read leaves t->n at 0 when it gives up; the DOM path then starts afresh. */
+		bool copied = tape_format_ok() && w.tape(p->doc);
 		if (!copied && !w.value(root)) {
 			t->n = 0;
 			fail(err, errlen, simdjson::MEMALLOC);

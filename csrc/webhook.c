@@ -189,8 +189,10 @@ typedef struct {
 typedef struct {
 	const wa_name *names;
 	int n;
-	signed char bylen[WA_NAME_MAX + 1]; /* first name of each length, or -1 */
-	signed char next[WA_SET_MAX];	    /* next name of the same length, or -1 */
+	/* Name indexes + 1, so that a set left out of wa_all_sets finds nothing
+	 * (and its specs fail) instead of looping: */
+	unsigned char bylen[WA_NAME_MAX + 1]; /* first name of each length, or 0 */
+	unsigned char next[WA_SET_MAX];	      /* next name of the same length, or 0 */
 } wa_nameset;
 
 #define WA_SET(a) {(a), (int)(sizeof(a) / sizeof((a)[0])), {0}, {0}}
@@ -198,13 +200,12 @@ typedef struct {
 static void wa_set_index(wa_nameset *set)
 {
 	int i;
-	for (i = 0; i <= WA_NAME_MAX; i++)
-		set->bylen[i] = -1;
+	memset(set->bylen, 0, sizeof set->bylen);
 	/* Backwards, so that each chain runs in list order. */
 	for (i = set->n - 1; i >= 0; i--) {
 		size_t len = set->names[i].len;
 		set->next[i] = set->bylen[len];
-		set->bylen[len] = (signed char)i;
+		set->bylen[len] = (unsigned char)(i + 1);
 	}
 }
 
@@ -227,9 +228,10 @@ static void wa_scan(const wa_tape *t, uint32_t obj, const wa_nameset *set, uint3
 		const wa_jnode *k = &t->nodes[j];
 		if (k->len == 0 || k->len > WA_NAME_MAX)
 			continue;
-		for (i = set->bylen[k->len]; i >= 0; i = set->next[i]) {
-			if (names[i].s[0] == k->u.p[0] && memcmp(names[i].s, k->u.p, k->len) == 0) {
-				out[i] = j + 1;
+		for (i = set->bylen[k->len]; i > 0; i = set->next[i - 1]) {
+			if (names[i - 1].s[0] == k->u.p[0] &&
+			    memcmp(names[i - 1].s, k->u.p, k->len) == 0) {
+				out[i - 1] = j + 1;
 				break;
 			}
 		}
