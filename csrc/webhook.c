@@ -38,9 +38,14 @@
 /* Above this, the buffers are released after a parse instead of kept. */
 #define WA_KEEP_BYTES (4u << 20)
 
-/* One contact of a change: its object and its wa_id / user_id strings (or 0). */
+/*
+ * One contact of a change: its object, its wa_id / user_id strings (or 0),
+ * and their hashes (wa_strhash), so that matching an event to its sender
+ * rarely compares strings that differ.
+ */
 typedef struct {
 	uint32_t obj, wa_id, user_id;
+	uint32_t wa_id_hash, user_id_hash;
 } wa_contact;
 
 typedef struct {
@@ -162,6 +167,17 @@ static int wa_streq(const wa_tape *t, uint32_t i, const char *s, size_t n)
 	return i && t->nodes[i].type == WA_J_STR && wa_is(t, i, s, n);
 }
 
+/* FNV-1a of string node i's text (0 when i is 0). */
+static uint32_t wa_strhash(const wa_tape *t, uint32_t i)
+{
+	uint32_t h = 2166136261u, k;
+	if (i == 0)
+		return 0;
+	for (k = 0; k < t->nodes[i].len; k++)
+		h = (h ^ (unsigned char)t->nodes[i].u.p[k]) * 16777619u;
+	return h;
+}
+
 /* Two string nodes with the same text. */
 static int wa_sameval(const wa_tape *t, uint32_t a, uint32_t b)
 {
@@ -210,6 +226,38 @@ static void wa_set_index(wa_nameset *set)
 }
 
 /*
+ * a == b for two strings of n bytes (1 <= n <= WA_NAME_MAX), with word loads
+ * instead of a memcmp call: member names are short, and this is the walk's
+ * innermost loop.  Never reads outside either string.
+ */
+static int wa_name_eq(const char *a, const char *b, size_t n)
+{
+	if (n >= 8) {
+		uint64_t x, y;
+		size_t i;
+		for (i = 0; i + 8 < n; i += 8) {
+			memcpy(&x, a + i, 8);
+			memcpy(&y, b + i, 8);
+			if (x != y)
+				return 0;
+		}
+		/* the last 8 bytes, overlapping the previous word when n % 8 != 0 */
+		memcpy(&x, a + n - 8, 8);
+		memcpy(&y, b + n - 8, 8);
+		return x == y;
+	}
+	if (n >= 4) {
+		uint32_t x, y, u, v;
+		memcpy(&x, a, 4);
+		memcpy(&y, b, 4);
+		memcpy(&u, a + n - 4, 4);
+		memcpy(&v, b + n - 4, 4);
+		return x == y && u == v;
+	}
+	return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
+}
+
+/*
  * One pass over the members of object obj: out[i] is the value node of the
  * member named set->names[i] (the last duplicate wins), or 0.  All zero when
  * obj is 0 (absent: never the root here) or not an object.
@@ -229,8 +277,7 @@ static void wa_scan(const wa_tape *t, uint32_t obj, const wa_nameset *set, uint3
 		if (k->len == 0 || k->len > WA_NAME_MAX)
 			continue;
 		for (i = set->bylen[k->len]; i > 0; i = set->next[i - 1]) {
-			if (names[i - 1].s[0] == k->u.p[0] &&
-			    memcmp(names[i - 1].s, k->u.p, k->len) == 0) {
+			if (wa_name_eq(names[i - 1].s, k->u.p, k->len)) {
 				out[i - 1] = j + 1;
 				break;
 			}
@@ -521,6 +568,8 @@ static void wa_index_contacts(wa_walk *w)
 		p->contacts[n].obj = j;
 		p->contacts[n].wa_id = wa_str(t, m[0]);
 		p->contacts[n].user_id = wa_str(t, m[1]);
+		p->contacts[n].wa_id_hash = wa_strhash(t, p->contacts[n].wa_id);
+		p->contacts[n].user_id_hash = wa_strhash(t, p->contacts[n].user_id);
 		n++;
 	}
 	w->ncontacts = (int)n;
@@ -543,16 +592,19 @@ static void wa_set_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 {
 	const wa_tape *t = w->t;
 	lua_State *L = w->L;
-	uint32_t arr = w->contacts;
+	uint32_t arr = w->contacts, idh, uidh;
 	int j, match = -1;
 	if (wa_type(t, arr) != WA_J_ARR || t->nodes[arr].len == 0)
 		return;
 	if (w->ncontacts < 0)
 		wa_index_contacts(w);
+	idh = wa_strhash(t, id);
+	uidh = wa_strhash(t, user_id);
 	for (j = 0; j < w->ncontacts; j++) {
 		const wa_contact *c = &w->p->contacts[j];
-		if ((id && c->wa_id && wa_sameval(t, c->wa_id, id)) ||
-		    (user_id && c->user_id && wa_sameval(t, c->user_id, user_id))) {
+		if ((id && c->wa_id && c->wa_id_hash == idh && wa_sameval(t, c->wa_id, id)) ||
+		    (user_id && c->user_id && c->user_id_hash == uidh &&
+		     wa_sameval(t, c->user_id, user_id))) {
 			match = j;
 			break;
 		}
@@ -1363,7 +1415,9 @@ static int wa_parser_parse(lua_State *L)
 	w.L = L;
 	w.t = &p->tape;
 	w.p = p;
-	w.consts = lua_upvalueindex(1);
+	/* At a stack slot rather than the upvalue: cheaper to index (LuaJIT). */
+	lua_pushvalue(L, lua_upvalueindex(1));
+	w.consts = lua_gettop(L);
 	n = wa_count_events(&p->tape);
 	/*
 	 * The batch's shared metatable: __index, [1] the body, [3] the parser,

@@ -110,6 +110,37 @@ describe("whatsapp.crypto.hmac_sha256", function()
     local b = crypto.hmac_sha256("Jefe", "what do ya want for nothing?")
     assert.are.equal(a, b)
   end)
+
+  -- The webhook check does not call hmac_sha256: a Verifier keeps the SHA-256 states
+  -- of its prepared key blocks and copies them per body. Same vectors, through it.
+  it("a Verifier (the webhook check's prepared keys) gives the same MACs", function()
+    local core = require "whatsapp.core"
+    local cases = {}
+    for _, v in ipairs(rfc4231) do
+      if not v.truncated then cases[#cases + 1] = { v.key, v.data, v.mac } end
+    end
+    for _, b in ipairs(boundaries) do
+      cases[#cases + 1] = { string.rep("k", b[1]), string.rep("m", b[2]), b[3] }
+    end
+    cases[#cases + 1] = { "", "", "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad" }
+    cases[#cases + 1] = { "k\0ey", "m\0sg",
+      "d846dc7408aafb0032c18fe477e530dcffc8dd88bd95953f4ea555df894338be" }
+    for i, c in ipairs(cases) do
+      local key, data, mac = c[1], c[2], c[3]
+      local v = core.verifier({ key })
+      local flipped = mac:sub(1, 63) .. (mac:sub(64) == "0" and "1" or "0")
+      assert.is_true(v:check(data, "sha256=" .. mac), "case " .. i)
+      assert.is_true(v:check(data, "sha256=" .. mac:upper()), "case " .. i .. " upper-case")
+      assert.is_false(v:check(data, "sha256=" .. flipped), "case " .. i .. " flipped")
+      assert.is_false(v:check(data .. "x", "sha256=" .. mac), "case " .. i .. " longer body")
+      -- Twice more: a check must leave the prepared states as they were.
+      assert.is_true(v:check(data, "sha256=" .. mac), "case " .. i .. " again")
+      local other = core.verifier({ "other secret", key, "third" })
+      assert.is_true(other:check(data, "sha256=" .. mac), "case " .. i .. " among 3 secrets")
+      v:close()
+      other:close()
+    end
+  end)
 end)
 
 describe("whatsapp.crypto.appsecret_proof", function()
