@@ -627,11 +627,11 @@ static void wa_ctor_begin(wa_walk *w, int ctor, uint32_t src)
 static const char wa_ctor_chunk[] =
     "local setmetatable = setmetatable\n"
     "local function message(events, n, mt, src, field, waba_id, entry_time, pnid, dpn,\n"
-    "                       id, from, from_user_id, timestamp, contact)\n"
+    "                       id, from, from_user_id, timestamp, contact, type, text)\n"
     "  local ev = { kind = 'message', field = field, waba_id = waba_id, entry_time = entry_time,\n"
     "    phone_number_id = pnid, display_phone_number = dpn, id = id, from = from,\n"
     "    from_user_id = from_user_id, timestamp = timestamp, contact = contact,\n"
-    "    type = nil, text = nil }\n"
+    "    type = type, text = text }\n"
     "  mt[ev] = src\n"
     "  events[n] = setmetatable(ev, mt)\n"
     "  return ev\n"
@@ -1074,6 +1074,8 @@ static void wa_message_event(wa_walk *w, uint32_t msg)
 #if WA_EVENT_CTORS
 	{
 		lua_Integer ts;
+		/* A text message, the commonest, is whole after the constructor. */
+		int text = wa_streq(t, m[M_TYPE], WA_KEY("text"));
 		wa_ctor_begin(w, WA_CONST_MSGCTOR, msg);
 		wa_pushstr_or_nil(w, m[M_ID]);
 		wa_pushstr_or_nil(w, from);
@@ -1084,13 +1086,21 @@ static void wa_message_event(wa_walk *w, uint32_t msg)
 			lua_pushnil(w->L);
 		if (!wa_push_contact(w, from, from_uid))
 			lua_pushnil(w->L);
-		lua_call(w->L, 14, 1);
+		if (text) {
+			wa_pushk(w, K_text);
+			wa_pushstr_or_nil(w, wa_gets(t, wa_obj(t, m[M_TEXT]), WA_KEY("body")));
+		} else {
+			lua_pushnil(w->L);
+			lua_pushnil(w->L);
+		}
+		lua_call(w->L, 16, 1);
+		wa_setstr(w, K_from_parent_user_id, m[M_FROM_PARENT]);
+		wa_setstr(w, K_group_id, m[M_GROUP_ID]);
+		wa_set_context(w, wa_obj(t, m[M_CONTEXT]));
+		wa_set_errors(w, m[M_ERRORS]);
+		if (!text)
+			wa_message_body(w, m);
 	}
-	wa_setstr(w, K_from_parent_user_id, m[M_FROM_PARENT]);
-	wa_setstr(w, K_group_id, m[M_GROUP_ID]);
-	wa_set_context(w, wa_obj(t, m[M_CONTEXT]));
-	wa_set_errors(w, m[M_ERRORS]);
-	wa_message_body(w, m);
 	lua_pop(w->L, 1);
 	return;
 #endif
