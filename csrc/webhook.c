@@ -19,7 +19,9 @@
  * table (an upvalue of parse), and stored with lua_rawset; each object of the
  * payload is scanned once for all the members the walk needs; the contacts of
  * a change are indexed once and each contact table is built once per change
- * and shared by the events of that sender.
+ * and shared by the events of that sender.  Under LuaJIT, message, status and
+ * contact tables come from Lua table constructors instead (WA_EVENT_CTORS),
+ * which LuaJIT copies from a template with the keys in place.
  *
  * Memory: the tape's buffers (and the contact index) belong to a userdata (a
  * "Parser"), so a Lua memory error raised while building events cannot leak
