@@ -31,6 +31,7 @@
 #include "json.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +43,7 @@
 
 /*
  * One contact of a change: its object, its wa_id / user_id strings (or 0),
- * and their hashes (wa_strhash), so that matching an event to its sender
- * rarely compares strings that differ.
+ * and their hashes (wa_strhash).
  */
 typedef struct {
 	uint32_t obj, wa_id, user_id;
@@ -52,8 +52,13 @@ typedef struct {
 
 typedef struct {
 	wa_tape tape;
-	wa_contact *contacts; /* index of the current change's contacts */
-	size_t ccap;
+	/*
+	 * The current change's contact index (wa_index_contacts): the contacts,
+	 * then two open-addressing tables (by wa_id, by user_id) of contact
+	 * numbers + 1, in one block kept between parses.
+	 */
+	void *cbuf;
+	size_t cbytes;
 	int busy; /* the tape is in use (a parse or a lazy decode is running) */
 	lua_Integer gen; /* bumped whenever the tape is parsed or freed */
 	int closed;
@@ -122,7 +127,10 @@ typedef struct {
 	lua_Integer entry_time;
 	/* the current change's contacts: array node, index, cache of built tables */
 	uint32_t contacts;
-	int ncontacts; /* -1 until indexed */
+	int ncontacts;		/* -1 until indexed */
+	wa_contact *cl;		/* the indexed contacts */
+	uint32_t *by_wa_id, *by_user_id; /* the two tables, cmask + 1 slots each */
+	uint32_t cmask;
 	int ctabs;     /* stack slot of the contact-table cache (nil until used) */
 	int ei, ci;    /* entry / change being walked (1-based), for error paths */
 	char path[160];
@@ -658,34 +666,83 @@ static const char wa_ctor_chunk[] =
 static const wa_name wa_nm_index_contacts[] = {WA_N("wa_id"), WA_N("user_id")};
 static wa_nameset wa_ns_index_contacts = WA_SET(wa_nm_index_contacts);
 
-/* Index the current change's contacts (objects only, in order). */
+/*
+ * Slot of table tab (mask + 1 slots) for string node v, hash h: the slot of
+ * the first contact whose field (wa_id or user_id, at offset off) has v's
+ * text, or the empty slot where such a contact goes.
+ */
+static uint32_t *wa_contact_slot(const wa_tape *t, const wa_contact *cl, uint32_t *tab,
+				 uint32_t mask, size_t off, uint32_t v, uint32_t h)
+{
+	uint32_t i = h & mask;
+	for (;; i = (i + 1) & mask) {
+		const wa_contact *c;
+		uint32_t f, fh;
+		if (tab[i] == 0)
+			return &tab[i];
+		c = &cl[tab[i] - 1];
+		memcpy(&f, (const char *)c + off, sizeof f);
+		fh = off == offsetof(wa_contact, wa_id) ? c->wa_id_hash : c->user_id_hash;
+		if (fh == h && wa_sameval(t, f, v))
+			return &tab[i];
+	}
+}
+
+/*
+ * Index the current change's contacts (objects only, in order), with tables
+ * from wa_id and from user_id to the first contact that has it: matching an
+ * event to its sender takes constant time, however many contacts come.
+ */
 static void wa_index_contacts(wa_walk *w)
 {
 	const wa_tape *t = w->t;
 	wa_parser *p = w->p;
-	uint32_t arr = w->contacts, j;
-	size_t need = t->nodes[arr].len, n = 0;
+	uint32_t arr = w->contacts, j, size = 8;
+	size_t need = t->nodes[arr].len, n = 0, bytes;
 	w->ncontacts = 0;
-	if (need > p->ccap) {
-		wa_contact *nc = (wa_contact *)realloc(p->contacts, need * sizeof *nc);
-		if (nc == NULL) {
+	/* At most half full; node counts stay far below 2^31 (the body limit). */
+	while (size < 2 * need)
+		size <<= 1;
+	bytes = need * sizeof(wa_contact) + 2 * (size_t)size * sizeof(uint32_t);
+	if (bytes > p->cbytes) {
+		void *nb = realloc(p->cbuf, bytes);
+		if (nb == NULL) {
 			luaL_error(w->L, "not enough memory");
 			return;
 		}
-		p->contacts = nc;
-		p->ccap = need;
+		p->cbuf = nb;
+		p->cbytes = bytes;
 	}
+	w->cl = (wa_contact *)p->cbuf;
+	w->by_wa_id = (uint32_t *)(void *)(w->cl + need);
+	w->by_user_id = w->by_wa_id + size;
+	w->cmask = size - 1;
+	memset(w->by_wa_id, 0, 2 * (size_t)size * sizeof(uint32_t));
 	for (j = arr + 1; j < t->nodes[arr].u.next; j = wa_jskip(t, j)) {
-		uint32_t m[2];
+		uint32_t m[2], *slot;
+		wa_contact *c = &w->cl[n];
 		if (t->nodes[j].type != WA_J_OBJ)
 			continue;
 		wa_scan(t, j, &wa_ns_index_contacts, m);
-		p->contacts[n].obj = j;
-		p->contacts[n].wa_id = wa_str(t, m[0]);
-		p->contacts[n].user_id = wa_str(t, m[1]);
-		p->contacts[n].wa_id_hash = wa_strhash(t, p->contacts[n].wa_id);
-		p->contacts[n].user_id_hash = wa_strhash(t, p->contacts[n].user_id);
+		c->obj = j;
+		c->wa_id = wa_str(t, m[0]);
+		c->user_id = wa_str(t, m[1]);
+		c->wa_id_hash = wa_strhash(t, c->wa_id);
+		c->user_id_hash = wa_strhash(t, c->user_id);
 		n++;
+		/* An empty slot only: a repeated id keeps its first contact. */
+		if (c->wa_id) {
+			slot = wa_contact_slot(t, w->cl, w->by_wa_id, w->cmask,
+					       offsetof(wa_contact, wa_id), c->wa_id, c->wa_id_hash);
+			if (*slot == 0)
+				*slot = (uint32_t)n;
+		}
+		if (c->user_id) {
+			slot = wa_contact_slot(t, w->cl, w->by_user_id, w->cmask,
+					       offsetof(wa_contact, user_id), c->user_id, c->user_id_hash);
+			if (*slot == 0)
+				*slot = (uint32_t)n;
+		}
 	}
 	w->ncontacts = (int)n;
 }
@@ -713,16 +770,20 @@ static int wa_push_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 		return 0;
 	if (w->ncontacts < 0)
 		wa_index_contacts(w);
-	idh = wa_strhash(t, id);
-	uidh = wa_strhash(t, user_id);
-	for (j = 0; j < w->ncontacts; j++) {
-		const wa_contact *c = &w->p->contacts[j];
-		if ((id && c->wa_id && c->wa_id_hash == idh && wa_sameval(t, c->wa_id, id)) ||
-		    (user_id && c->user_id && c->user_id_hash == uidh &&
-		     wa_sameval(t, c->user_id, user_id))) {
-			match = j;
-			break;
-		}
+	/* The first contact with either: the lower of the two first matches. */
+	if (id) {
+		idh = wa_strhash(t, id);
+		j = (int)*wa_contact_slot(t, w->cl, w->by_wa_id, w->cmask,
+					  offsetof(wa_contact, wa_id), id, idh);
+		if (j > 0)
+			match = j - 1;
+	}
+	if (user_id) {
+		uidh = wa_strhash(t, user_id);
+		j = (int)*wa_contact_slot(t, w->cl, w->by_user_id, w->cmask,
+					  offsetof(wa_contact, user_id), user_id, uidh);
+		if (j > 0 && (match < 0 || j - 1 < match))
+			match = j - 1;
 	}
 	if (match < 0 && t->nodes[arr].len == 1 && w->ncontacts == 1)
 		match = 0;
@@ -736,7 +797,7 @@ static int wa_push_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 	if (lua_isnil(L, -1)) {
 		uint32_t m[4], pm[2];
 		lua_pop(L, 1);
-		wa_scan(t, w->p->contacts[match].obj, &wa_ns_set_contact, m);
+		wa_scan(t, w->cl[match].obj, &wa_ns_set_contact, m);
 		wa_scan(t, wa_obj(t, m[0]), &wa_ns_set_contact_pnames, pm);
 #if WA_EVENT_CTORS
 		luaL_checkstack(L, 8, "webhook parse");
@@ -1633,12 +1694,12 @@ static int wa_parser_parse(lua_State *L)
 	lua_settop(L, w.events);
 	p->busy = 0;
 	/* A huge body should not pin its buffers for the life of the hook. */
-	if (wa_tape_bytes(&p->tape) + p->ccap * sizeof(wa_contact) > WA_KEEP_BYTES) {
+	if (wa_tape_bytes(&p->tape) + p->cbytes > WA_KEEP_BYTES) {
 		wa_tape_free(&p->tape);
 		p->gen++;
-		free(p->contacts);
-		p->contacts = NULL;
-		p->ccap = 0;
+		free(p->cbuf);
+		p->cbuf = NULL;
+		p->cbytes = 0;
 	}
 	if (!ok) {
 		lua_pushnil(L);
@@ -1654,9 +1715,9 @@ static int wa_parser__gc(lua_State *L)
 {
 	wa_parser *p = (wa_parser *)luaL_checkudata(L, 1, WA_PARSER_MT);
 	wa_tape_free(&p->tape);
-	free(p->contacts);
-	p->contacts = NULL;
-	p->ccap = 0;
+	free(p->cbuf);
+	p->cbuf = NULL;
+	p->cbytes = 0;
 	p->closed = 1;
 	return 0;
 }

@@ -303,6 +303,34 @@ describe("hostile payloads: accepted oddities", function()
   local hook = default_hook()
   local function parse(body) return accept(hook, body, signed(body)) end
 
+  it("20,000 contacts: each event gets the first contact with its wa_id or user_id", function()
+    -- Contact k has wa_id 1000k (k = 1..20000) and user_id US.k; contact 20000 repeats contact
+    -- 7's wa_id and contact 19999 contact 9's user_id, so the first one must win for those.
+    local contacts = {}
+    for k = 1, 20000 do
+      local wa = k == 20000 and "10007" or tostring(10000 + k)
+      local uid = k == 19999 and "US.9" or ("US." .. k)
+      contacts[k] = ('{"profile":{"name":"C%d"},"wa_id":"%s","user_id":"%s"}'):format(k, wa, uid)
+    end
+    local msgs = {
+      '{"from":"29999","id":"m1","type":"text","text":{"body":"near the end"}}',
+      '{"from":"10007","id":"m2","type":"text","text":{"body":"repeated wa_id"}}',
+      '{"from":"99999","from_user_id":"US.9","id":"m3","type":"text","text":{"body":"by user_id"}}',
+      '{"from":"10005","from_user_id":"US.3","id":"m4","type":"text","text":{"body":"both"}}',
+      '{"from":"77","id":"m5","type":"text","text":{"body":"nobody"}}',
+    }
+    local body = envelope(value_with('"contacts":[' .. table.concat(contacts, ",") .. '],"messages":['
+      .. table.concat(msgs, ",") .. "]"))
+    local events = parse(body)
+    assert.equal(5, #events)
+    assert.equal("C19999", events[1].contact.name)
+    assert.equal("C7", events[2].contact.name)
+    assert.equal("C9", events[3].contact.name)
+    -- from matches contact 5, from_user_id contact 3: the first of the two in the list
+    assert.equal("C3", events[4].contact.name)
+    assert.is_nil(events[5].contact)
+  end)
+
   it("empty entry array -> zero events", function()
     assert.are.same({}, parse('{"object":"whatsapp_business_account","entry":[]}'))
   end)
