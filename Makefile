@@ -63,7 +63,7 @@ ALL_CXXFLAGS = $(CXXWARNFLAGS) $(CFLAGS) $(SAN) -fPIC -fvisibility=hidden
 # this by default; say it for the others).
 AS_NEEDED  ?= -Wl,--as-needed
 
-.PHONY: all build deps test test-quick spec spec-luajit lint asan valgrind rock \
+.PHONY: all build deps test test-quick spec spec-luajit lint asan asan-luajit valgrind rock \
 	nginx-test bench fuzz run clean help
 
 all: build
@@ -88,7 +88,7 @@ help:
 	@echo "make test         install missing Debian packages, then every check"
 	@echo "make deps         install the Debian packages the project needs (as root)"
 	@echo "make / make LUA=luajit   build whatsapp.core for Lua 5.4 / LuaJIT"
-	@echo "make spec spec-luajit lint asan valgrind rock   the parts of make test"
+	@echo "make spec spec-luajit lint asan asan-luajit valgrind rock   the parts of make test"
 	@echo "make bench        the benchmarks (webhook parse; HTTP out and in);  make fuzz FUZZ_SECONDS=60"
 
 deps:
@@ -99,6 +99,7 @@ test:
 	@sh .ci/deps.sh test
 	$(MAKE) test-quick
 	$(MAKE) asan
+	$(MAKE) asan-luajit
 	$(MAKE) valgrind
 	$(MAKE) rock
 	@echo "make test: all checks passed"
@@ -132,6 +133,18 @@ asan:
 	LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		lua5.4 $(BUSTED) --cpath='build/asan/?.so' --exclude-tags=nginx,slow $(BUSTED_ARGS)
+
+# The LuaJIT build has C paths of its own (the walk's table constructors, WA_EVENT_CTORS):
+# the webhook, core and crypto specs under luajit with that build instrumented too.
+asan-luajit:
+	$(MAKE) build LUA=luajit BUILD=build/asan-luajit CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
+	LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		luajit $(BUSTED) --cpath='build/asan-luajit/?.so' --exclude-tags=nginx,slow \
+		spec/core_spec.lua spec/crypto_spec.lua spec/webhook_fixtures_spec.lua \
+		spec/webhook_hostile_spec.lua spec/webhook_verify_spec.lua spec/openapi_webhooks_spec.lua \
+		spec/abi_events_spec.lua
 
 valgrind: build
 	sh spec/valgrind.sh

@@ -110,6 +110,10 @@ end
 
 if mode == "paired" then
   local rounds = math.floor(tonumber(os.getenv("BENCH_ROUNDS") or "") or 16)
+  if rounds < 1 or rounds > total then
+    io.stderr:write("client_out.lua: BENCH_ROUNDS must be between 1 and BENCH_MESSAGES\n")
+    os.exit(2)
+  end
   local per = math.max(1, math.floor(total / rounds))
   local sum = { raw = { 0, 0, 0, 0 }, client = { 0, 0, 0, 0 } }
   local ratios = {}

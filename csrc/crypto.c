@@ -9,18 +9,19 @@
  * its first differing byte.
  *
  * A Verifier ("whatsapp.crypto.Verifier") keeps one keyed HMAC context per app
- * secret, so the per-request cost is one re-init (which reuses the prepared
- * inner/outer key blocks) plus hashing the body.  Several secrets allow key
- * rotation: a signature is valid when it matches any of them.
+ * secret, so the per-request cost is hashing the body with the inner and
+ * outer key blocks already prepared.  Several secrets allow key rotation: a
+ * signature is valid when it matches any of them.
  *
- * OpenSSL version differences live in the WA_HMAC_* section below and only
- * there.  Where OpenSSL still builds its low-level SHA-256 calls (1.1, and
- * 3.x unless configured without the 3.0-deprecated API), a context is the
- * two SHA-256 states left after hashing the inner and outer key blocks: a
- * check copies them (two struct copies) and hashes, with no allocation and
- * no provider dispatch, about 0.2 us less per webhook than EVP_MAC.  The
- * digests are the same (RFC 4231 vectors in spec/core_spec.lua).  Otherwise
- * OpenSSL 3 uses EVP_MAC.
+ * OpenSSL version differences live in the seam section below and only there.
+ * Where OpenSSL still builds its low-level SHA-256 calls (1.1, and 3.x unless
+ * configured without the 3.0-deprecated API), a context is the two SHA-256
+ * states left after hashing the inner and outer key blocks: a check copies
+ * them (two struct copies) and hashes, with no allocation and no provider
+ * dispatch, about 0.2 us less per webhook than EVP_MAC.  The digests are the
+ * same (RFC 4231 vectors in spec/crypto_spec.lua).  OpenSSL 3 uses EVP_MAC
+ * instead when built without that API, and when the process asks for FIPS
+ * algorithms by default (the low-level calls bypass the providers).
  */
 /* This file's one use of the 3.0-deprecated API is the SHA256_* seam below. */
 #define OPENSSL_SUPPRESS_DEPRECATED
@@ -43,111 +44,141 @@
 
 #if !defined(OPENSSL_NO_DEPRECATED_3_0)
 #include <openssl/sha.h>
+#define WA_HMAC_STATES 1 /* the low-level SHA-256 calls exist */
+#else
+#define WA_HMAC_STATES 0
+#endif
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#define WA_HMAC_EVP 1
+#else
+#define WA_HMAC_EVP 0
+#endif
 
 #define WA_HMAC_BLOCK 64
 
-/* The SHA-256 states after the inner and the outer key block. */
 typedef struct {
+#if WA_HMAC_STATES
+	int states; /* inner and outer are in use */
 	SHA256_CTX inner, outer;
+#endif
+#if WA_HMAC_EVP
+	EVP_MAC_CTX *mac; /* otherwise this */
+#endif
 } wa_hmac_ctx;
 
-/* A context keyed with key (RFC 2104), or NULL on failure. */
-static wa_hmac_ctx *wa_hmac_new(const char *key, size_t keylen)
+static void wa_hmac_free(wa_hmac_ctx *ctx)
+{
+	if (ctx == NULL)
+		return;
+#if WA_HMAC_EVP
+	EVP_MAC_CTX_free(ctx->mac);
+#endif
+	OPENSSL_clear_free(ctx, sizeof *ctx);
+}
+
+#if WA_HMAC_STATES
+/* ctx->inner and ->outer keyed with key (RFC 2104). 1 on success. */
+static int wa_hmac_states(wa_hmac_ctx *ctx, const char *key, size_t keylen)
 {
 	unsigned char k[WA_HMAC_BLOCK], pad[WA_HMAC_BLOCK];
-	wa_hmac_ctx *ctx = (wa_hmac_ctx *)OPENSSL_malloc(sizeof *ctx);
 	size_t i;
-	int ok;
-	if (ctx == NULL)
-		return NULL;
+	int ok = 1;
 	memset(k, 0, sizeof k);
 	if (keylen > WA_HMAC_BLOCK) {
 		/* A key longer than a block is replaced by its digest. */
-		if (SHA256((const unsigned char *)key, keylen, k) == NULL) {
-			OPENSSL_free(ctx);
-			return NULL;
-		}
+		ok = SHA256((const unsigned char *)key, keylen, k) != NULL;
 	} else if (keylen > 0) {
 		memcpy(k, key, keylen);
 	}
 	for (i = 0; i < WA_HMAC_BLOCK; i++)
 		pad[i] = (unsigned char)(k[i] ^ 0x36);
-	ok = SHA256_Init(&ctx->inner) && SHA256_Update(&ctx->inner, pad, WA_HMAC_BLOCK);
+	ok = ok && SHA256_Init(&ctx->inner) && SHA256_Update(&ctx->inner, pad, WA_HMAC_BLOCK);
 	for (i = 0; i < WA_HMAC_BLOCK; i++)
 		pad[i] = (unsigned char)(k[i] ^ 0x5c);
 	ok = ok && SHA256_Init(&ctx->outer) && SHA256_Update(&ctx->outer, pad, WA_HMAC_BLOCK);
 	OPENSSL_cleanse(k, sizeof k);
 	OPENSSL_cleanse(pad, sizeof pad);
-	if (!ok) {
-		OPENSSL_clear_free(ctx, sizeof *ctx);
-		return NULL;
-	}
-	return ctx;
-}
-
-/* MAC of msg into out (32 bytes) with the prepared key states. 1 on success. */
-static int wa_hmac_run(wa_hmac_ctx *ctx, const char *msg, size_t len, unsigned char *out)
-{
-	SHA256_CTX c = ctx->inner;
-	unsigned char inner[WA_SHA256_LEN];
-	int ok = SHA256_Update(&c, msg, len) && SHA256_Final(inner, &c);
-	c = ctx->outer;
-	ok = ok && SHA256_Update(&c, inner, WA_SHA256_LEN) && SHA256_Final(out, &c);
-	OPENSSL_cleanse(&c, sizeof c);
+	ctx->states = ok;
 	return ok;
 }
+#endif
 
-static void wa_hmac_free(wa_hmac_ctx *ctx)
+#if WA_HMAC_EVP
+/* ctx->mac keyed with key. 1 on success. */
+static int wa_hmac_evp(wa_hmac_ctx *ctx, const char *key, size_t keylen)
 {
-	OPENSSL_clear_free(ctx, sizeof *ctx);
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	OSSL_PARAM params[2];
+	char digest[] = "SHA256";
+	if (mac == NULL)
+		return 0;
+	ctx->mac = EVP_MAC_CTX_new(mac);
+	EVP_MAC_free(mac); /* the context keeps its own reference */
+	if (ctx->mac == NULL)
+		return 0;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
+	params[1] = OSSL_PARAM_construct_end();
+	/* HMAC accepts an empty key; pass a valid pointer for it. */
+	return EVP_MAC_init(ctx->mac, (const unsigned char *)(keylen ? key : ""), keylen, params);
 }
-#else /* OpenSSL 3 built without the deprecated API */
-#include <openssl/core_names.h>
-#include <openssl/params.h>
-typedef EVP_MAC_CTX wa_hmac_ctx;
+#endif
 
 /* A context keyed with key, or NULL on failure. */
 static wa_hmac_ctx *wa_hmac_new(const char *key, size_t keylen)
 {
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	EVP_MAC_CTX *ctx;
-	OSSL_PARAM params[2];
-	char digest[] = "SHA256";
-	if (mac == NULL)
-		return NULL;
-	ctx = EVP_MAC_CTX_new(mac);
-	EVP_MAC_free(mac); /* the context keeps its own reference */
+	wa_hmac_ctx *ctx = (wa_hmac_ctx *)OPENSSL_zalloc(sizeof *ctx);
+	int ok;
 	if (ctx == NULL)
 		return NULL;
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
-	params[1] = OSSL_PARAM_construct_end();
-	/* HMAC accepts an empty key; pass a valid pointer for it. */
-	if (!EVP_MAC_init(ctx, (const unsigned char *)(keylen ? key : ""), keylen, params)) {
-		EVP_MAC_CTX_free(ctx);
+#if WA_HMAC_STATES && WA_HMAC_EVP
+	if (EVP_default_properties_is_fips_enabled(NULL))
+		ok = wa_hmac_evp(ctx, key, keylen);
+	else
+		ok = wa_hmac_states(ctx, key, keylen);
+#elif WA_HMAC_STATES
+	ok = wa_hmac_states(ctx, key, keylen);
+#else
+	ok = wa_hmac_evp(ctx, key, keylen);
+#endif
+	if (!ok) {
+		wa_hmac_free(ctx);
 		return NULL;
 	}
 	return ctx;
 }
 
-/* MAC of msg into out (32 bytes), reusing the key already set. 1 on success. */
+/* MAC of msg into out (32 bytes), with the key set at creation. 1 on success. */
 static int wa_hmac_run(wa_hmac_ctx *ctx, const char *msg, size_t len, unsigned char *out)
 {
-	size_t outl = 0;
-	/* A NULL key re-initialises with the key set at creation. */
-	if (!EVP_MAC_init(ctx, NULL, 0, NULL))
-		return 0;
-	if (len > 0 && !EVP_MAC_update(ctx, (const unsigned char *)msg, len))
-		return 0;
-	if (!EVP_MAC_final(ctx, out, &outl, WA_SHA256_LEN))
-		return 0;
-	return outl == WA_SHA256_LEN;
-}
-
-static void wa_hmac_free(wa_hmac_ctx *ctx)
-{
-	EVP_MAC_CTX_free(ctx);
-}
+#if WA_HMAC_STATES
+	if (ctx->states) {
+		SHA256_CTX c = ctx->inner;
+		unsigned char inner[WA_SHA256_LEN];
+		int ok = SHA256_Update(&c, msg, len) && SHA256_Final(inner, &c);
+		c = ctx->outer;
+		ok = ok && SHA256_Update(&c, inner, WA_SHA256_LEN) && SHA256_Final(out, &c);
+		OPENSSL_cleanse(&c, sizeof c);
+		return ok;
+	}
 #endif
+#if WA_HMAC_EVP
+	{
+		size_t outl = 0;
+		/* A NULL key re-initialises with the key set at creation. */
+		if (!EVP_MAC_init(ctx->mac, NULL, 0, NULL))
+			return 0;
+		if (len > 0 && !EVP_MAC_update(ctx->mac, (const unsigned char *)msg, len))
+			return 0;
+		if (!EVP_MAC_final(ctx->mac, out, &outl, WA_SHA256_LEN))
+			return 0;
+		return outl == WA_SHA256_LEN;
+	}
+#else
+	return 0;
+#endif
+}
 
 /* One-shot HMAC-SHA256; the HMAC() call exists unchanged in 1.1 and 3.x. */
 static int wa_hmac_oneshot(const char *key, size_t keylen, const char *msg, size_t len,

@@ -30,6 +30,8 @@
 #include "wa.h"
 #include "json.h"
 
+#include <lualib.h>
+
 #include <pthread.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -92,6 +94,8 @@ static const char *const wa_strings[] = {WA_STRINGS(WA_NAME)};
 #undef WA_NAME
 /* Index of the events' __index function in the constants table. */
 #define WA_CONST_INDEXFN (K__COUNT + 1)
+/* Index of wa_parser_walk, the protected part of parse. */
+#define WA_CONST_WALKFN (K__COUNT + 2)
 
 /*
  * Under LuaJIT, creating an event with a Lua table constructor (a template
@@ -101,15 +105,15 @@ static const char *const wa_strings[] = {WA_STRINGS(WA_NAME)};
  * batch, message and status events, the LuaJIT build calls these
  * constructors (wa_event_ctors), kept in the constants table after __index.
  */
-#if LUA_VERSION_NUM == 501
+#if defined(LUA_JITLIBNAME) /* LuaJIT's lualib.h */
 #define WA_EVENT_CTORS 1
-#define WA_CONST_MSGCTOR (K__COUNT + 2)
-#define WA_CONST_STCTOR (K__COUNT + 3)
-#define WA_CONST_CTCTOR (K__COUNT + 4)
+#define WA_CONST_MSGCTOR (K__COUNT + 3)
+#define WA_CONST_STCTOR (K__COUNT + 4)
+#define WA_CONST_CTCTOR (K__COUNT + 5)
 #define WA_CONST_N WA_CONST_CTCTOR
 #else
 #define WA_EVENT_CTORS 0
-#define WA_CONST_N WA_CONST_INDEXFN
+#define WA_CONST_N WA_CONST_WALKFN
 #endif
 
 /* What the walk needs at hand. */
@@ -1632,34 +1636,24 @@ static int wa_webhook_parser(lua_State *L)
  * non-string body or wrong argument types; never raises for bad JSON.
  * Upvalue 1: the constants table.
  */
-static int wa_parser_parse(lua_State *L)
+/*
+ * The protected part of parser:parse: wa_parser_parse calls it with
+ * (parser, body, nil, error_mt or nil, constants) and clears the parser's
+ * busy mark whatever happens, so that an error raised in the walk (memory,
+ * or a debug hook in the LuaJIT build's constructors) cannot leave the
+ * buffers marked in use for good.  Kept in the constants table.
+ */
+static int wa_parser_walk(lua_State *L)
 {
-	wa_parser *p = wa_parser_check(L, 1);
+	wa_parser *p = (wa_parser *)lua_touserdata(L, 1);
 	size_t len;
-	const char *body = luaL_checklstring(L, 2, &len);
+	const char *body = lua_tolstring(L, 2, &len);
 	wa_walk w;
 	int ok, n;
 
-	if (!lua_isnoneornil(L, 3))
-		luaL_checktype(L, 3, LUA_TTABLE);
-	/* The walk finds error_mt at index 4. */
-	lua_settop(L, 3);
-	lua_pushnil(L);
-	lua_insert(L, 3);
 	memset(&w, 0, sizeof w);
-	/*
-	 * The tape is in use further up the C stack (a finalizer run by the
-	 * collector called us during a parse or a lazy decode), or an error
-	 * interrupted its last user: parse with buffers of our own.
-	 */
-	if (p->busy) {
-		p = wa_push_parser(L);
-		lua_replace(L, 1);
-	}
-	p->busy = 1;
 	p->gen++;
 	if (!wa_tape_parse(&p->tape, body, len, w.err, sizeof w.err)) {
-		p->busy = 0;
 		lua_pushnil(L);
 		lua_pushstring(L, w.err);
 		lua_pushliteral(L, "");
@@ -1669,9 +1663,7 @@ static int wa_parser_parse(lua_State *L)
 	w.L = L;
 	w.t = &p->tape;
 	w.p = p;
-	/* At a stack slot rather than the upvalue: cheaper to index (LuaJIT). */
-	lua_pushvalue(L, lua_upvalueindex(1));
-	w.consts = lua_gettop(L);
+	w.consts = 5;
 	n = wa_count_events(&p->tape);
 	/*
 	 * The batch's shared metatable: __index, [1] the body, [3] the parser,
@@ -1692,7 +1684,45 @@ static int wa_parser_parse(lua_State *L)
 	w.events = lua_gettop(L);
 	ok = wa_walk_envelope(&w);
 	lua_settop(L, w.events);
-	p->busy = 0;
+	if (!ok) {
+		lua_pushnil(L);
+		lua_pushstring(L, w.err);
+		lua_pushstring(L, w.path);
+		return 3;
+	}
+	return 1;
+}
+
+static int wa_parser_parse(lua_State *L)
+{
+	wa_parser *p = wa_parser_check(L, 1);
+	int status;
+
+	luaL_checkstring(L, 2);
+	if (!lua_isnoneornil(L, 3))
+		luaL_checktype(L, 3, LUA_TTABLE);
+	/* The walk finds error_mt at index 4. */
+	lua_settop(L, 3);
+	lua_pushnil(L);
+	lua_insert(L, 3);
+	/*
+	 * The tape is in use further up the C stack (a finalizer run by the
+	 * collector called us during a parse or a lazy decode): parse with
+	 * buffers of our own.
+	 */
+	if (p->busy) {
+		p = wa_push_parser(L);
+		lua_replace(L, 1);
+	}
+	p->busy = 1;
+	lua_rawgeti(L, lua_upvalueindex(1), WA_CONST_WALKFN);
+	lua_pushvalue(L, 1);
+	lua_pushvalue(L, 2);
+	lua_pushnil(L);
+	lua_pushvalue(L, 4);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	status = lua_pcall(L, 5, LUA_MULTRET, 0);
+	p->busy = 0; /* p is still referenced at index 1 */
 	/* A huge body should not pin its buffers for the life of the hook. */
 	if (wa_tape_bytes(&p->tape) + p->cbytes > WA_KEEP_BYTES) {
 		wa_tape_free(&p->tape);
@@ -1701,13 +1731,9 @@ static int wa_parser_parse(lua_State *L)
 		p->cbuf = NULL;
 		p->cbytes = 0;
 	}
-	if (!ok) {
-		lua_pushnil(L);
-		lua_pushstring(L, w.err);
-		lua_pushstring(L, w.path);
-		return 3;
-	}
-	return 1;
+	if (status != 0)
+		return lua_error(L);
+	return lua_gettop(L) - 4;
 }
 
 /* close, __gc and __close: free the buffers; safe twice. */
@@ -1799,6 +1825,8 @@ void wa_webhook_open(lua_State *L)
 		}
 		lua_pushcfunction(L, wa_event_index);
 		lua_rawseti(L, -2, WA_CONST_INDEXFN);
+		lua_pushcfunction(L, wa_parser_walk);
+		lua_rawseti(L, -2, WA_CONST_WALKFN);
 #if WA_EVENT_CTORS
 		if (luaL_loadbuffer(L, wa_ctor_chunk, sizeof wa_ctor_chunk - 1, "=whatsapp.core(events)"))
 			lua_error(L);

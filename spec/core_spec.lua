@@ -83,6 +83,32 @@ describe("whatsapp.core", function()
       assert.has_error(function() p:parse("{}") end)
     end)
 
+    it("an error raised inside the walk leaves the parser usable, with its own buffers", function()
+      -- Under LuaJIT the walk calls Lua constructors (csrc/webhook.c, WA_EVENT_CTORS), so a
+      -- debug hook can raise in the middle of it; under Lua 5.4 the walk runs no Lua code and
+      -- this spec only checks the normal path.
+      local p = core.parser()
+      local body = helpers.read("bench/bodies/batch.json")
+      local first = assert(p:parse(body))
+      assert.equal(p, getmetatable(first[1])[3], "the parser's own buffers serve the batch")
+      if rawget(_G, "jit") then
+        debug.sethook(function()
+          if debug.getinfo(2, "S").source == "=whatsapp.core(events)" then
+            debug.sethook()
+            error("hook raised in the walk")
+          end
+        end, "c")
+        local ok, err = pcall(p.parse, p, body)
+        debug.sethook()
+        assert.is_false(ok)
+        assert.matches("hook raised in the walk", tostring(err))
+      end
+      local again = assert(p:parse(body))
+      assert.equal(50, #again)
+      assert.equal(p, getmetatable(again[1])[3], "after the error the parser reuses its buffers")
+      assert.equal(first[7].id, again[7].raw.id)
+    end)
+
     it("raises on argument errors, returns nil + message for bad JSON", function()
       local p = core.parser()
       assert.has_error(function() p:parse({}) end)

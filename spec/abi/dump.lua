@@ -1,6 +1,7 @@
 -- Prints, for each webhook body file named on the command line, every event hook:parse makes
 -- of it, in a canonical text form: keys sorted, the lazy fields read first (so they are
--- included), numbers written the same way under every interpreter. spec/abi_events_spec.lua
+-- included), numbers written the same way under every interpreter, each table's metatable
+-- (batch, error or other) and which tables are one and the same (a sender's shared contact). spec/abi_events_spec.lua
 -- runs it under the other interpreter and compares with its own in-process dump: the Lua 5.4
 -- and the LuaJIT builds of the core must make the same events.
 --
@@ -19,9 +20,30 @@ local function quote(s)
   return '"' .. s:gsub('[%c"\\\128-\255]', function(c) return ("\\%03d"):format(c:byte()) end) .. '"'
 end
 
-local function ser(v, out)
+-- What a table's metatable is: the batch's (events), the error objects', or another.
+local function mt_name(v)
+  local mt = getmetatable(v)
+  if mt == nil then return "" end
+  if mt == require("whatsapp.errors").metatable then return "<mt:error>" end
+  if type(rawget(mt, "__index")) == "function" and rawget(mt, 1) ~= nil then return "<mt:batch>" end
+  return "<mt:other>"
+end
+
+local function ser(v, out, seen)
   local t = type(v)
   if t == "table" then
+    -- Shared tables (a sender's contact, for one) are numbered in order of first sight.
+    local id = seen[v]
+    if not id then
+      seen.n = seen.n + 1
+      id = seen.n
+      seen[v] = id
+      out[#out + 1] = ("#%d"):format(id)
+    else
+      out[#out + 1] = ("@%d"):format(id)
+      return
+    end
+    out[#out + 1] = mt_name(v)
     local keys = {}
     for k in pairs(v) do keys[#keys + 1] = k end
     table.sort(keys, function(a, b)
@@ -32,7 +54,7 @@ local function ser(v, out)
     for _, k in ipairs(keys) do
       out[#out + 1] = type(k) == "number" and num(k) or quote(tostring(k))
       out[#out + 1] = "="
-      ser(v[k], out)
+      ser(v[k], out, seen)
       out[#out + 1] = ","
     end
     out[#out + 1] = "}"
@@ -52,11 +74,16 @@ function M.dump(body)
   local hook = webhook.new{ skip_signature = true }
   local events, err = hook:parse(body)
   if not events then return ("error %s %s %s"):format(err.status, err.message, err.path or "") end
-  local out = {}
-  for i, ev in ipairs(events) do
-    for _, f in ipairs(webhook.LAZY_FIELDS) do local _ = ev[f] end
+  local out, seen, n = {}, { n = 0 }, 0
+  for _ in pairs(events) do n = n + 1 end
+  out[1] = ("%d events (%d keys)\n"):format(#events, n)
+  for i = 1, n do
+    local ev = events[i]
+    if type(ev) == "table" then
+      for _, f in ipairs(webhook.LAZY_FIELDS) do local _ = ev[f] end
+    end
     out[#out + 1] = ("event %d "):format(i)
-    ser(ev, out)
+    ser(ev, out, seen)
     out[#out + 1] = "\n"
   end
   return table.concat(out)
@@ -69,6 +96,7 @@ if arg and arg[0] and arg[0]:match("dump%.lua$") then
     f:close()
     io.write("== ", path, "\n", M.dump(body), "\n")
   end
+  io.write("END\n")
 end
 
 return M
