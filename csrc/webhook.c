@@ -33,7 +33,6 @@
 #include <lualib.h>
 
 #include <pthread.h>
-#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,13 +42,16 @@
 /* Above this, the buffers are released after a parse instead of kept. */
 #define WA_KEEP_BYTES (4u << 20)
 
+/* Which of a contact's ids: wa_id, user_id. */
+enum { WA_ID, WA_USER_ID };
+
 /*
- * One contact of a change: its object, its wa_id / user_id strings (or 0),
- * and their hashes (wa_strhash).
+ * One contact of a change: its object, its wa_id and user_id string nodes
+ * (or 0), and their hashes (wa_strhash).
  */
 typedef struct {
-	uint32_t obj, wa_id, user_id;
-	uint32_t wa_id_hash, user_id_hash;
+	uint32_t obj;
+	uint32_t id[2], hash[2]; /* by WA_ID, WA_USER_ID */
 } wa_contact;
 
 typedef struct {
@@ -102,8 +104,8 @@ static const char *const wa_strings[] = {WA_STRINGS(WA_NAME)};
  * copied at once, its keys already in place) and storing its fields as the
  * constructor's arguments costs about two thirds of doing the same with one
  * lua_rawset per field; under Lua 5.4 it saves nothing.  So for the bulk of a
- * batch, message and status events, the LuaJIT build calls these
- * constructors (wa_event_ctors), kept in the constants table after __index.
+ * batch, message and status events and contacts, the LuaJIT build calls
+ * these constructors (wa_ctor_chunk), kept in the constants table.
  */
 #if defined(LUA_JITLIBNAME) /* LuaJIT's lualib.h */
 #define WA_EVENT_CTORS 1
@@ -133,7 +135,7 @@ typedef struct {
 	uint32_t contacts;
 	int ncontacts;		/* -1 until indexed */
 	wa_contact *cl;		/* the indexed contacts */
-	uint32_t *by_wa_id, *by_user_id; /* the two tables, cmask + 1 slots each */
+	uint32_t *by[2];	/* by WA_ID, WA_USER_ID: tables of cmask + 1 slots */
 	uint32_t cmask;
 	int ctabs;     /* stack slot of the contact-table cache (nil until used) */
 	int ei, ci;    /* entry / change being walked (1-based), for error paths */
@@ -632,11 +634,10 @@ static void wa_ctor_begin(wa_walk *w, int ctor, uint32_t src)
 }
 
 /*
- * The two constructors (Lua, loaded once per state by wa_webhook_open): they
- * make the event, map it to its source in the batch metatable, give it that
- * metatable (the source of a message or status is always an object), append
- * it to events and return it.  The keys listed as nil are held free in the
- * template for fields that are usually set next.
+ * The constructors (Lua, loaded once per state by wa_webhook_open).  message
+ * and status make the event, map it to its source in the batch metatable,
+ * give it that metatable (the source of a message or status is always an
+ * object), append it to events and return it; contact makes a contact table.
  */
 static const char wa_ctor_chunk[] =
     "local setmetatable = setmetatable\n"
@@ -671,23 +672,19 @@ static const wa_name wa_nm_index_contacts[] = {WA_N("wa_id"), WA_N("user_id")};
 static wa_nameset wa_ns_index_contacts = WA_SET(wa_nm_index_contacts);
 
 /*
- * Slot of table tab (mask + 1 slots) for string node v, hash h: the slot of
- * the first contact whose field (wa_id or user_id, at offset off) has v's
- * text, or the empty slot where such a contact goes.
+ * Slot of table w->by[which] for string node v, hash h: the slot of the
+ * first contact whose id `which` has v's text, or the empty slot where such
+ * a contact goes.
  */
-static uint32_t *wa_contact_slot(const wa_tape *t, const wa_contact *cl, uint32_t *tab,
-				 uint32_t mask, size_t off, uint32_t v, uint32_t h)
+static uint32_t *wa_contact_slot(const wa_walk *w, int which, uint32_t v, uint32_t h)
 {
-	uint32_t i = h & mask;
-	for (;; i = (i + 1) & mask) {
+	uint32_t *tab = w->by[which], i;
+	for (i = h & w->cmask;; i = (i + 1) & w->cmask) {
 		const wa_contact *c;
-		uint32_t f, fh;
 		if (tab[i] == 0)
 			return &tab[i];
-		c = &cl[tab[i] - 1];
-		memcpy(&f, (const char *)c + off, sizeof f);
-		fh = off == offsetof(wa_contact, wa_id) ? c->wa_id_hash : c->user_id_hash;
-		if (fh == h && wa_sameval(t, f, v))
+		c = &w->cl[tab[i] - 1];
+		if (c->hash[which] == h && wa_sameval(w->t, c->id[which], v))
 			return &tab[i];
 	}
 }
@@ -718,32 +715,27 @@ static void wa_index_contacts(wa_walk *w)
 		p->cbytes = bytes;
 	}
 	w->cl = (wa_contact *)p->cbuf;
-	w->by_wa_id = (uint32_t *)(void *)(w->cl + need);
-	w->by_user_id = w->by_wa_id + size;
+	w->by[WA_ID] = (uint32_t *)(void *)(w->cl + need);
+	w->by[WA_USER_ID] = w->by[WA_ID] + size;
 	w->cmask = size - 1;
-	memset(w->by_wa_id, 0, 2 * (size_t)size * sizeof(uint32_t));
+	memset(w->by[WA_ID], 0, 2 * (size_t)size * sizeof(uint32_t));
 	for (j = arr + 1; j < t->nodes[arr].u.next; j = wa_jskip(t, j)) {
-		uint32_t m[2], *slot;
+		uint32_t m[2];
 		wa_contact *c = &w->cl[n];
+		int which;
 		if (t->nodes[j].type != WA_J_OBJ)
 			continue;
 		wa_scan(t, j, &wa_ns_index_contacts, m);
 		c->obj = j;
-		c->wa_id = wa_str(t, m[0]);
-		c->user_id = wa_str(t, m[1]);
-		c->wa_id_hash = wa_strhash(t, c->wa_id);
-		c->user_id_hash = wa_strhash(t, c->user_id);
 		n++;
-		/* An empty slot only: a repeated id keeps its first contact. */
-		if (c->wa_id) {
-			slot = wa_contact_slot(t, w->cl, w->by_wa_id, w->cmask,
-					       offsetof(wa_contact, wa_id), c->wa_id, c->wa_id_hash);
-			if (*slot == 0)
-				*slot = (uint32_t)n;
-		}
-		if (c->user_id) {
-			slot = wa_contact_slot(t, w->cl, w->by_user_id, w->cmask,
-					       offsetof(wa_contact, user_id), c->user_id, c->user_id_hash);
+		for (which = WA_ID; which <= WA_USER_ID; which++) {
+			uint32_t *slot;
+			c->id[which] = wa_str(t, m[which]);
+			c->hash[which] = wa_strhash(t, c->id[which]);
+			if (!c->id[which])
+				continue;
+			/* An empty slot only: a repeated id keeps its first contact. */
+			slot = wa_contact_slot(w, which, c->id[which], c->hash[which]);
 			if (*slot == 0)
 				*slot = (uint32_t)n;
 		}
@@ -768,26 +760,22 @@ static int wa_push_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 {
 	const wa_tape *t = w->t;
 	lua_State *L = w->L;
-	uint32_t arr = w->contacts, idh, uidh;
-	int j, match = -1;
+	uint32_t arr = w->contacts, want[2];
+	int which, match = -1;
 	if (wa_type(t, arr) != WA_J_ARR || t->nodes[arr].len == 0)
 		return 0;
 	if (w->ncontacts < 0)
 		wa_index_contacts(w);
 	/* The first contact with either: the lower of the two first matches. */
-	if (id) {
-		idh = wa_strhash(t, id);
-		j = (int)*wa_contact_slot(t, w->cl, w->by_wa_id, w->cmask,
-					  offsetof(wa_contact, wa_id), id, idh);
-		if (j > 0)
-			match = j - 1;
-	}
-	if (user_id) {
-		uidh = wa_strhash(t, user_id);
-		j = (int)*wa_contact_slot(t, w->cl, w->by_user_id, w->cmask,
-					  offsetof(wa_contact, user_id), user_id, uidh);
-		if (j > 0 && (match < 0 || j - 1 < match))
-			match = j - 1;
+	want[WA_ID] = id;
+	want[WA_USER_ID] = user_id;
+	for (which = WA_ID; which <= WA_USER_ID; which++) {
+		int j;
+		if (!want[which])
+			continue;
+		j = (int)*wa_contact_slot(w, which, want[which], wa_strhash(t, want[which])) - 1;
+		if (j >= 0 && (match < 0 || j < match))
+			match = j;
 	}
 	if (match < 0 && t->nodes[arr].len == 1 && w->ncontacts == 1)
 		match = 0;
@@ -826,6 +814,7 @@ static int wa_push_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 	return 1;
 }
 
+#if !WA_EVENT_CTORS /* (the constructors take the contact as an argument) */
 /* ev.contact, for the event at the top of the stack (see wa_push_contact). */
 static void wa_set_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 {
@@ -835,6 +824,7 @@ static void wa_set_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 		lua_rawset(w->L, -3);
 	}
 }
+#endif
 
 static const wa_name wa_nm_set_context_rnames[] = {WA_N("catalog_id"), WA_N("product_retailer_id")};
 static wa_nameset wa_ns_set_context_rnames = WA_SET(wa_nm_set_context_rnames);
@@ -1130,7 +1120,6 @@ static void wa_message_body(wa_walk *w, const uint32_t *m)
 	wa_setstr(w, K_type, ty);
 }
 
-
 static void wa_message_event(wa_walk *w, uint32_t msg)
 {
 	const wa_tape *t = w->t;
@@ -1169,8 +1158,7 @@ static void wa_message_event(wa_walk *w, uint32_t msg)
 			wa_message_body(w, m);
 	}
 	lua_pop(w->L, 1);
-	return;
-#endif
+#else
 	wa_begin_event(w, K_message, msg);
 	wa_setstr(w, K_id, m[M_ID]);
 	wa_setstr(w, K_from, from);
@@ -1184,6 +1172,7 @@ static void wa_message_event(wa_walk *w, uint32_t msg)
 	wa_set_errors(w, m[M_ERRORS]);
 	wa_message_body(w, m);
 	wa_end_event(w);
+#endif
 }
 
 static const wa_name wa_nm_status_event[] = {
@@ -1222,8 +1211,7 @@ static void wa_status_event(wa_walk *w, uint32_t st)
 	wa_setstr(w, K_biz_opaque_callback_data, m[8]);
 	wa_set_errors(w, m[9]);
 	lua_pop(w->L, 1);
-	return;
-#endif
+#else
 	wa_begin_event(w, K_status, st);
 	if (status) {
 		lua_pushlstring(w->L, t->nodes[status].u.p, t->nodes[status].len);
@@ -1248,6 +1236,7 @@ static void wa_status_event(wa_walk *w, uint32_t st)
 	wa_set_errors(w, m[9]);
 	wa_set_contact(w, wa_str(t, m[3]), wa_str(t, m[4]));
 	wa_end_event(w);
+#endif
 }
 
 static void wa_error_event(wa_walk *w, uint32_t e)
@@ -1630,12 +1619,16 @@ static int wa_webhook_parser(lua_State *L)
 	return 1;
 }
 
-/*
- * parser:parse(body [, error_mt]) -> events | nil, message, path.
- * error_mt becomes the metatable of every error table.  Raises on a
- * non-string body or wrong argument types; never raises for bad JSON.
- * Upvalue 1: the constants table.
- */
+/* Free the parser's buffers (a later parse allocates them again). */
+static void wa_parser_free(wa_parser *p)
+{
+	wa_tape_free(&p->tape);
+	p->gen++;
+	free(p->cbuf);
+	p->cbuf = NULL;
+	p->cbytes = 0;
+}
+
 /*
  * The protected part of parser:parse: wa_parser_parse calls it with
  * (parser, body, nil, error_mt or nil, constants) and clears the parser's
@@ -1693,6 +1686,12 @@ static int wa_parser_walk(lua_State *L)
 	return 1;
 }
 
+/*
+ * parser:parse(body [, error_mt]) -> events | nil, message, path.
+ * error_mt becomes the metatable of every error table.  Raises on a
+ * non-string body or wrong argument types; never raises for bad JSON.
+ * Upvalue 1: the constants table.
+ */
 static int wa_parser_parse(lua_State *L)
 {
 	wa_parser *p = wa_parser_check(L, 1);
@@ -1724,13 +1723,8 @@ static int wa_parser_parse(lua_State *L)
 	status = lua_pcall(L, 5, LUA_MULTRET, 0);
 	p->busy = 0; /* p is still referenced at index 1 */
 	/* A huge body should not pin its buffers for the life of the hook. */
-	if (wa_tape_bytes(&p->tape) + p->cbytes > WA_KEEP_BYTES) {
-		wa_tape_free(&p->tape);
-		p->gen++;
-		free(p->cbuf);
-		p->cbuf = NULL;
-		p->cbytes = 0;
-	}
+	if (wa_tape_bytes(&p->tape) + p->cbytes > WA_KEEP_BYTES)
+		wa_parser_free(p);
 	if (status != 0)
 		return lua_error(L);
 	return lua_gettop(L) - 4;
@@ -1740,10 +1734,7 @@ static int wa_parser_parse(lua_State *L)
 static int wa_parser__gc(lua_State *L)
 {
 	wa_parser *p = (wa_parser *)luaL_checkudata(L, 1, WA_PARSER_MT);
-	wa_tape_free(&p->tape);
-	free(p->cbuf);
-	p->cbuf = NULL;
-	p->cbytes = 0;
+	wa_parser_free(p);
 	p->closed = 1;
 	return 0;
 }
