@@ -23,13 +23,7 @@ export BENCH_ROUNDS=${BENCH_ROUNDS:-20}
 export LUA_PATH="./lua/?.lua;./lua/?/init.lua;;"
 NGINX=${NGINX:-/usr/sbin/nginx}
 NDK=/usr/lib/nginx/modules/ndk_http_module.so
-tmp=$(mktemp -d)
 . bench/graph_peers.sh
-cleanup() {
-  stop_graph_peers
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 make -s build >/dev/null
 make -s build LUA=luajit >/dev/null

@@ -45,13 +45,7 @@ impls=("$@")
 command -v valgrind >/dev/null 2>&1 || { echo "client_instr.sh: valgrind not found" >&2; exit 2; }
 [ "$LARGE" -gt "$SMALL" ] || { echo "client_instr.sh: INSTR_LARGE must exceed INSTR_SMALL" >&2; exit 2; }
 
-tmp=$(mktemp -d)
 . bench/graph_peers.sh
-cleanup() {
-  stop_graph_peers
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 for impl in "${impls[@]}"; do
   if [ "$impl" = lua5.4 ]; then make -s build >/dev/null; else make -s build LUA="$impl" >/dev/null; fi

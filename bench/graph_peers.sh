@@ -1,8 +1,9 @@
 # Sourced by bench/client.sh and bench/client_instr.sh: the two Graph API peers they send to.
-# Needs $tmp (a scratch directory the caller removes) and $NGINX; sets NGINX_PORT, SIM_PID and
-# SIM_PORT. stop_graph_peers stops whatever was started.
+# Needs $NGINX; makes the scratch directory $tmp and, on exit, stops whatever was started and
+# removes $tmp (a trap on EXIT). Sets NGINX_PORT, SIM_PID and SIM_PORT.
 
 SIM_PID=""
+tmp=$(mktemp -d)
 
 free_port() {
   local p
@@ -56,3 +57,5 @@ stop_graph_peers() {
   [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
   [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null || true
 }
+
+trap 'stop_graph_peers; rm -rf "$tmp"' EXIT

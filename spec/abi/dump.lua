@@ -7,6 +7,7 @@
 --
 --   lua5.4 spec/abi/dump.lua FILE...     (LUA_PATH / LUA_CPATH pointing at the build)
 local webhook = require "whatsapp.webhook"
+local errors = require "whatsapp.errors"
 
 local M = {}
 
@@ -24,7 +25,7 @@ end
 local function mt_name(v)
   local mt = getmetatable(v)
   if mt == nil then return "" end
-  if mt == require("whatsapp.errors").metatable then return "<mt:error>" end
+  if mt == errors.metatable then return "<mt:error>" end
   if type(rawget(mt, "__index")) == "function" and rawget(mt, 1) ~= nil then return "<mt:batch>" end
   return "<mt:other>"
 end
