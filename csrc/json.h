@@ -12,6 +12,6 @@
 WA_HIDDEN void wa_tape_push(lua_State *L, const wa_tape *t, uint32_t i);
 
 /* Push a number node as a Lua number (an integer when it is one that fits). */
-WA_HIDDEN void wa_push_jnum(lua_State *L, const wa_jnode *nd);
+WA_HIDDEN void wa_push_jnum(lua_State *L, const wa_tape *t, uint32_t i);
 
 #endif /* WA_JSON_H */

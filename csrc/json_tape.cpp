@@ -1,15 +1,23 @@
 /*
- * json_tape.cpp - parse JSON with simdjson and copy its DOM into a wa_tape.
+ * json_tape.cpp - parse JSON with simdjson and hand its tape to the C walk.
  *
  * This is the only C++ in the core, kept to the one thing C cannot do: call
  * simdjson (Debian's libsimdjson), which parses and validates a webhook body
  * several times faster than a byte-at-a-time parser.  The interface is the C
  * one of jtape.h; nothing here throws across it or calls into Lua.
  *
+ * The walk reads simdjson's own tape (the words of its DOM and its string
+ * buffer), which saves copying the document.  That format is simdjson's
+ * documented internal layout, not its API, so once per process tape_direct()
+ * writes a sample document's tape a second time from the DOM API and
+ * compares the two; if they differ, every parse writes its tape that way
+ * (writer below), into the tape's own buffers.  Either way the C side sees
+ * one format.
+ *
  * simdjson needs a few bytes of readable padding after its input, which a Lua
  * string does not promise, so the parser copies the text into a padded buffer
- * of its own (parse's realloc_if_needed); the strings the tape points to are
- * unescaped copies in the parser's string buffer, valid until its next parse.
+ * of its own (parse's realloc_if_needed); the tape and its strings live in
+ * the parser until its next parse.
  */
 #include "jtape.h"
 
@@ -25,228 +33,189 @@ namespace {
 using simdjson::dom::element;
 using simdjson::dom::element_type;
 
-struct walker {
-	wa_tape *t;
+constexpr uint64_t letter(char c)
+{
+	return static_cast<uint64_t>(static_cast<unsigned char>(c)) << 56;
+}
 
-	/* Index of a new node of the given type, or UINT32_MAX when out of memory. */
-	uint32_t add(unsigned char type)
+/* Writes a document's tape in jtape.h's format from simdjson's DOM API. */
+struct writer {
+	wa_tape *t;
+	size_t nw = 0, ns = 0;
+
+	bool grow(void **buf, size_t *cap, size_t need, size_t unit)
 	{
-		if (t->n == t->cap) {
-			size_t cap = t->cap ? t->cap * 2 : 256;
-			void *nn = cap > UINT32_MAX ? nullptr : std::realloc(t->nodes, cap * sizeof(wa_jnode));
-			if (nn == nullptr)
-				return UINT32_MAX;
-			t->nodes = static_cast<wa_jnode *>(nn);
-			t->cap = cap;
-		}
-		wa_jnode *nd = &t->nodes[t->n];
-		nd->type = type;
-		nd->num = 0;
-		nd->len = 0;
-		return static_cast<uint32_t>(t->n++);
+		if (need <= *cap)
+			return true;
+		size_t cap2 = *cap ? *cap : 256;
+		while (cap2 < need)
+			cap2 *= 2;
+		void *nb = std::realloc(*buf, cap2 * unit);
+		if (nb == nullptr)
+			return false;
+		*buf = nb;
+		*cap = cap2;
+		return true;
+	}
+
+	/* Append a word; false when out of memory or past 32-bit indexes. */
+	bool word(uint64_t x)
+	{
+		if (nw >= UINT32_MAX - 1)
+			return false;
+		void *buf = t->own_w;
+		if (!grow(&buf, &t->own_wcap, nw + 1, sizeof(uint64_t)))
+			return false;
+		t->own_w = static_cast<uint64_t *>(buf);
+		t->own_w[nw++] = x;
+		return true;
 	}
 
 	bool str(std::string_view s)
 	{
-		uint32_t i = add(WA_J_STR);
-		if (i == UINT32_MAX)
+		uint32_t len = static_cast<uint32_t>(s.size()); /* texts are under 4 GiB */
+		size_t at = ns;
+		void *buf = t->own_s;
+		if (!grow(&buf, &t->own_scap, ns + sizeof len + s.size() + 1, 1))
 			return false;
-		/* The parse refuses texts of 4 GiB and more, so a string fits. */
-		t->nodes[i].len = static_cast<uint32_t>(s.size());
-		t->nodes[i].u.p = s.data();
+		t->own_s = static_cast<unsigned char *>(buf);
+		std::memcpy(t->own_s + at, &len, sizeof len);
+		std::memcpy(t->own_s + at + sizeof len, s.data(), s.size());
+		t->own_s[at + sizeof len + s.size()] = 0;
+		ns += sizeof len + s.size() + 1;
+		return word(letter('"') | at);
+	}
+
+	bool number(char type, uint64_t bits)
+	{
+		return word(letter(type)) && word(bits);
+	}
+
+	/* Close the container opened at word `at` with `count` children. */
+	bool close(size_t at, char type, uint64_t count)
+	{
+		if (!word(letter(type) | at))
+			return false;
+		if (count > WA_JCOUNT_MAX)
+			count = WA_JCOUNT_MAX;
+		t->own_w[at] |= count << 32 | nw;
 		return true;
 	}
 
-	/* Copy e and its subtree; depth is bounded by the parser's max_depth. */
+	/* Write e and its subtree; depth is bounded by the parser's max_depth. */
 	bool value(element e)
 	{
-		uint32_t i;
+		size_t at = nw;
+		uint64_t count = 0, bits;
 		switch (e.type()) {
 		case element_type::OBJECT: {
-			uint32_t members = 0;
 			simdjson::dom::object obj;
-			if (e.get(obj) || (i = add(WA_J_OBJ)) == UINT32_MAX)
+			if (e.get(obj) || !word(letter('{')))
 				return false;
 			for (simdjson::dom::key_value_pair kv : obj) {
 				if (!str(kv.key) || !value(kv.value))
 					return false;
-				members++;
+				count++;
 			}
-			t->nodes[i].len = members;
-			t->nodes[i].u.next = static_cast<uint32_t>(t->n);
-			return true;
+			return close(at, '}', count);
 		}
 		case element_type::ARRAY: {
-			uint32_t items = 0;
 			simdjson::dom::array arr;
-			if (e.get(arr) || (i = add(WA_J_ARR)) == UINT32_MAX)
+			if (e.get(arr) || !word(letter('[')))
 				return false;
 			for (element item : arr) {
 				if (!value(item))
 					return false;
-				items++;
+				count++;
 			}
-			t->nodes[i].len = items;
-			t->nodes[i].u.next = static_cast<uint32_t>(t->n);
-			return true;
+			return close(at, ']', count);
 		}
 		case element_type::STRING:
 			return str(e.get_string().value_unsafe());
-		case element_type::INT64:
-			if ((i = add(WA_J_NUM)) == UINT32_MAX)
-				return false;
-			t->nodes[i].num = WA_JN_INT;
-			t->nodes[i].u.i = e.get_int64().value_unsafe();
-			return true;
-		case element_type::UINT64:
-			if ((i = add(WA_J_NUM)) == UINT32_MAX)
-				return false;
-			t->nodes[i].num = WA_JN_UINT;
-			t->nodes[i].u.u = e.get_uint64().value_unsafe();
-			return true;
-		case element_type::DOUBLE:
-			if ((i = add(WA_J_NUM)) == UINT32_MAX)
-				return false;
-			t->nodes[i].num = WA_JN_DBL;
-			t->nodes[i].u.d = e.get_double().value_unsafe();
-			return true;
-		case element_type::BOOL:
-			return add(e.get_bool().value_unsafe() ? WA_J_TRUE : WA_J_FALSE) != UINT32_MAX;
-		case element_type::NULL_VALUE:
-			return add(WA_J_NULL) != UINT32_MAX;
+		case element_type::INT64: {
+			int64_t v = e.get_int64().value_unsafe();
+			std::memcpy(&bits, &v, sizeof bits);
+			return number('l', bits);
 		}
-		return add(WA_J_NULL) != UINT32_MAX;
+		case element_type::UINT64:
+			return number('u', e.get_uint64().value_unsafe());
+		case element_type::DOUBLE: {
+			double v = e.get_double().value_unsafe();
+			std::memcpy(&bits, &v, sizeof bits);
+			return number('d', bits);
+		}
+		case element_type::BOOL:
+			return word(letter(e.get_bool().value_unsafe() ? 't' : 'f'));
+		case element_type::NULL_VALUE:
+			break;
+		}
+		return word(letter('n'));
 	}
 
-	/*
-	 * The same copy, read straight from the document's tape: simdjson's DOM
-	 * is one array of 64-bit words (doc/tape.md in simdjson's sources: the
-	 * type letter in the top byte; containers carry the index past their end
-	 * and their count; strings an offset into the string buffer, where a
-	 * 32-bit length precedes the bytes; numbers take a second word).  About
-	 * four times faster than going through dom::element; tape_format_ok()
-	 * checks once per process that both give the same tape.  Returns false
-	 * on memory exhaustion or anything unexpected.
-	 */
-	bool tape(const simdjson::dom::document &doc)
+	/* The whole tape: a root word, the value, a closing root word. */
+	bool document(element root)
 	{
-		const uint64_t *tp = doc.tape.get();
-		const uint8_t *sb = doc.string_buf.get();
-		uint32_t stack[WA_JSON_MAX_DEPTH + 2];
-		int depth = 0;
-		if (tp == nullptr || sb == nullptr || (tp[0] >> 56) != 'r')
+		nw = ns = 0;
+		if (!word(letter('r')) || !value(root) || !word(letter('r')))
 			return false;
-		/* The first word holds the index past the closing root word. */
-		size_t end = static_cast<size_t>(tp[0] & simdjson::internal::JSON_VALUE_MASK) - 1;
-		if (end < 2 || end > UINT32_MAX || (tp[end] >> 56) != 'r')
-			return false;
-		/* A value takes at least one word, so end - 1 nodes are enough. */
-		if (t->cap < end) {
-			void *nn = std::realloc(t->nodes, end * sizeof(wa_jnode));
-			if (nn == nullptr)
-				return false;
-			t->nodes = static_cast<wa_jnode *>(nn);
-			t->cap = end;
-		}
-		wa_jnode *nodes = t->nodes;
-		uint32_t n = 0;
-		for (size_t i = 1; i < end; i++) {
-			uint64_t word = tp[i];
-			wa_jnode *nd = &nodes[n];
-			nd->num = 0;
-			switch (static_cast<unsigned char>(word >> 56)) {
-			case '{':
-			case '[': {
-				uint32_t count = static_cast<uint32_t>(word >> 32) & simdjson::internal::JSON_COUNT_MASK;
-				if (depth == WA_JSON_MAX_DEPTH + 2 || count == simdjson::internal::JSON_COUNT_MASK)
-					return false; /* a saturated count: the DOM path counts */
-				nd->type = (word >> 56) == '{' ? WA_J_OBJ : WA_J_ARR;
-				nd->len = count;
-				stack[depth++] = n++;
-				break;
-			}
-			case '}':
-			case ']':
-				if (depth == 0)
-					return false;
-				nodes[stack[--depth]].u.next = n;
-				break;
-			case '"': {
-				const uint8_t *at = sb + (word & simdjson::internal::JSON_VALUE_MASK);
-				uint32_t len;
-				std::memcpy(&len, at, sizeof len);
-				nd->type = WA_J_STR;
-				nd->len = len;
-				nd->u.p = reinterpret_cast<const char *>(at + sizeof len);
-				n++;
-				break;
-			}
-			case 'l':
-				nd->type = WA_J_NUM;
-				nd->len = 0;
-				nd->num = WA_JN_INT;
-				std::memcpy(&nd->u.i, &tp[++i], sizeof(int64_t));
-				n++;
-				break;
-			case 'u':
-				nd->type = WA_J_NUM;
-				nd->len = 0;
-				nd->num = WA_JN_UINT;
-				std::memcpy(&nd->u.u, &tp[++i], sizeof(uint64_t));
-				n++;
-				break;
-			case 'd':
-				nd->type = WA_J_NUM;
-				nd->len = 0;
-				nd->num = WA_JN_DBL;
-				std::memcpy(&nd->u.d, &tp[++i], sizeof(double));
-				n++;
-				break;
-			case 't':
-				nd->type = WA_J_TRUE;
-				nd->len = 0;
-				n++;
-				break;
-			case 'f':
-				nd->type = WA_J_FALSE;
-				nd->len = 0;
-				n++;
-				break;
-			case 'n':
-				nd->type = WA_J_NULL;
-				nd->len = 0;
-				n++;
-				break;
-			default:
-				return false;
-			}
-		}
-		t->n = n;
-		return depth == 0 && n > 0;
+		t->own_w[0] |= nw;
+		t->w = t->own_w;
+		t->s = t->own_s;
+		t->n = static_cast<uint32_t>(nw);
+		return true;
 	}
 };
 
-/* Two tapes with the same nodes (strings compared by content). */
+/* Point t at the parser's own tape (jtape.h's format, checked by tape_direct). */
+bool use_direct(wa_tape *t, const simdjson::dom::document &doc)
+{
+	const uint64_t *w = doc.tape.get();
+	uint64_t n;
+	if (w == nullptr || doc.string_buf.get() == nullptr || (w[0] >> 56) != 'r')
+		return false;
+	n = w[0] & WA_JPAYLOAD;
+	if (n < 3 || n > UINT32_MAX || (w[n - 1] >> 56) != 'r')
+		return false;
+	t->w = w;
+	t->s = doc.string_buf.get();
+	t->n = static_cast<uint32_t>(n);
+	return true;
+}
+
+/*
+ * Two tapes that the walk would read alike: the same type letters, container
+ * ends and counts, string contents and number bits (where a closing word
+ * points back to is not read, nor string offsets).
+ */
 bool same_tape(const wa_tape &a, const wa_tape &b)
 {
-	if (a.n != b.n)
+	if (a.n != b.n || a.n < 3)
 		return false;
-	for (size_t i = 0; i < a.n; i++) {
-		const wa_jnode &x = a.nodes[i], &y = b.nodes[i];
-		if (x.type != y.type || x.len != y.len || x.num != y.num)
+	for (uint32_t i = 0; i < a.n; i++) {
+		uint64_t x = a.w[i], y = b.w[i];
+		int type = static_cast<int>(x >> 56);
+		if (type != static_cast<int>(y >> 56))
 			return false;
-		switch (x.type) {
+		switch (type) {
 		case WA_J_OBJ:
 		case WA_J_ARR:
-			if (x.u.next != y.u.next)
+			if ((x & WA_JPAYLOAD) != (y & WA_JPAYLOAD))
 				return false;
 			break;
 		case WA_J_STR:
-			if (std::memcmp(x.u.p, y.u.p, x.len) != 0)
+			if (wa_jlen(&a, i) != wa_jlen(&b, i) ||
+			    std::memcmp(wa_jstr(&a, i), wa_jstr(&b, i), wa_jlen(&a, i) + 1) != 0)
 				return false;
 			break;
-		case WA_J_NUM:
-			if (std::memcmp(&x.u, &y.u, sizeof x.u) != 0)
+		case WA_J_INT:
+		case WA_J_UINT:
+		case WA_J_DBL:
+			if (i + 1 >= a.n || a.w[i + 1] != b.w[i + 1])
+				return false;
+			i++;
+			break;
+		case 'r':
+			if (i == 0 && (x & WA_JPAYLOAD) != (y & WA_JPAYLOAD))
 				return false;
 			break;
 		default:
@@ -257,30 +226,30 @@ bool same_tape(const wa_tape &a, const wa_tape &b)
 }
 
 /*
- * Whether walker::tape reads this simdjson's tape right: 1 yes, 0 no, -1 not
- * known yet.  Decided on first use by copying a document with every kind of
- * value both ways.  (A race between threads only computes it twice.)
+ * Whether simdjson's tape can be read directly: 1 yes, 0 no, -1 not known
+ * yet.  Decided on first use by writing a document with every kind of value
+ * both ways.  (A race between threads only computes it twice.)
  */
-int tape_format = -1;
+int direct = -1;
 
-bool tape_format_ok()
+bool tape_direct()
 {
 	static const char sample[] =
 	    "{\"a\":[1,-2,18446744073709551615,2.5,true,false,null,\"x\\u00e9y\"],"
-	    "\"b\":{},\"c\":[],\"d\":{\"e\":[{\"f\":\"\"}]},\"g\":\"h\"}";
-	if (tape_format >= 0)
-		return tape_format == 1;
+	    "\"b\":{},\"c\":[],\"d\":{\"e\":[{\"f\":\"\"}]},\"g\":\"h\",\"i\":[[0]]}";
+	if (direct >= 0)
+		return direct == 1;
 	simdjson::dom::parser p;
 	element root;
 	wa_tape viadom{}, viatape{};
 	bool ok = false;
 	if (!p.parse(sample, sizeof sample - 1).get(root)) {
-		walker a{&viadom}, b{&viatape};
-		ok = a.value(root) && b.tape(p.doc) && same_tape(viadom, viatape);
+		writer wr{&viadom};
+		ok = wr.document(root) && use_direct(&viatape, p.doc) && same_tape(viadom, viatape);
 	}
-	std::free(viadom.nodes);
-	std::free(viatape.nodes);
-	tape_format = ok ? 1 : 0;
+	std::free(viadom.own_w);
+	std::free(viadom.own_s);
+	direct = ok ? 1 : 0;
 	return ok;
 }
 
@@ -316,6 +285,7 @@ extern "C" int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err
 {
 	try {
 		auto *p = static_cast<simdjson::dom::parser *>(t->impl);
+		t->n = 0;
 		if (len >= UINT32_MAX) {
 			std::snprintf(err, errlen, "body too large to parse");
 			return 0;
@@ -329,17 +299,16 @@ extern "C" int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err
 			}
 			t->impl = p;
 		}
-		t->n = 0;
 		element root;
 		simdjson::error_code code = p->parse(text, len, true).get(root);
 		if (code) {
 			fail(err, errlen, code);
 			return 0;
 		}
-		walker w{t};
-		/* The tape read leaves t->n at 0 when it gives up; the DOM path then starts afresh. */
-		bool copied = tape_format_ok() && w.tape(p->doc);
-		if (!copied && !w.value(root)) {
+		if (tape_direct() && use_direct(t, p->doc))
+			return 1;
+		writer wr{t};
+		if (!wr.document(root)) {
 			t->n = 0;
 			fail(err, errlen, simdjson::MEMALLOC);
 			return 0;
@@ -353,19 +322,43 @@ extern "C" int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err
 	}
 }
 
+extern "C" uint32_t wa_jcount_slow(const wa_tape *t, uint32_t i)
+{
+	uint32_t n = 0, j, end = wa_jclose(t, i);
+	int obj = wa_jtype(t, i) == WA_J_OBJ;
+	for (j = i + 1; j < end; j = wa_jskip(t, j), n++)
+		if (obj)
+			j = wa_jskip(t, j); /* the key */
+	return n;
+}
+
 extern "C" size_t wa_tape_bytes(const wa_tape *t)
 {
 	const auto *p = static_cast<const simdjson::dom::parser *>(t->impl);
 	/* Roughly what simdjson keeps per byte of capacity: indexes, tape, strings, copy. */
 	size_t parser = p ? p->capacity() * 15 : 0;
-	return t->cap * sizeof(wa_jnode) + parser;
+	return parser + t->own_wcap * sizeof(uint64_t) + t->own_scap;
 }
 
 extern "C" void wa_tape_free(wa_tape *t)
 {
 	delete static_cast<simdjson::dom::parser *>(t->impl);
 	t->impl = nullptr;
-	std::free(t->nodes);
-	t->nodes = nullptr;
-	t->n = t->cap = 0;
+	std::free(t->own_w);
+	std::free(t->own_s);
+	t->own_w = nullptr;
+	t->own_s = nullptr;
+	t->own_wcap = t->own_scap = 0;
+	t->w = nullptr;
+	t->s = nullptr;
+	t->n = 0;
+}
+
+extern "C" int wa_tape_direct(int set)
+{
+	if (set == 0)
+		direct = 0;
+	else if (set > 0)
+		direct = -1;
+	return tape_direct() ? 1 : 0;
 }

@@ -1,14 +1,15 @@
 /*
  * webhook.c - raw webhook body -> list of flat events (doc/events.md).
  *
- * The body is parsed once into a tape (json.c); this file walks the envelope
+ * simdjson parses the body once, and this file reads its tape in place
+ * (jtape.h, json_tape.cpp): it walks the envelope
  * (object -> entry[] -> changes[] -> value) and fans out every message,
  * status and value-level error of a `messages` change, and every other change,
  * into one Lua table each.  Only the fields an event exposes are turned into
  * Lua values.  An event's `raw` source table, and the generic copies that are
  * costly and seldom read (a message's `referral` and `identity`, a status's
  * `conversation` and `pricing`, a change's `value`), are decoded later, on
- * first access, from the byte span the tape remembers (see wa_event_index).
+ * first access, from the tape node the batch remembers (see wa_event_index).
  *
  * Structural problems the caller cannot interpret (not an object, `entry`
  * not an array, ...) make the whole parse fail with a message and a path such
@@ -149,19 +150,19 @@ typedef struct {
 
 static int wa_is(const wa_tape *t, uint32_t i, const char *s, size_t n)
 {
-	return t->nodes[i].len == n && memcmp(t->nodes[i].u.p, s, n) == 0;
+	return wa_jlen(t, i) == n && memcmp(wa_jstr(t, i), s, n) == 0;
 }
 
 /*
- * Value of key in object node obj, or 0 when absent (0 is the root, never a
- * member value).  The last duplicate wins, as in lua-cjson.
+ * Value of key in object node obj, or 0 when absent (0 is the tape's root
+ * word, never a value).  The last duplicate wins, as in lua-cjson.
  */
 static uint32_t wa_get(const wa_tape *t, uint32_t obj, const char *key, size_t klen)
 {
 	uint32_t j, found = 0, end;
-	if (t->nodes[obj].type != WA_J_OBJ)
+	if (wa_jtype(t, obj) != WA_J_OBJ)
 		return 0;
-	end = t->nodes[obj].u.next;
+	end = wa_jclose(t, obj);
 	for (j = obj + 1; j < end; j = wa_jskip(t, j + 1))
 		if (wa_is(t, j, key, klen))
 			found = j + 1;
@@ -170,7 +171,7 @@ static uint32_t wa_get(const wa_tape *t, uint32_t obj, const char *key, size_t k
 
 static int wa_type(const wa_tape *t, uint32_t i)
 {
-	return i ? t->nodes[i].type : -1;
+	return i ? wa_jtype(t, i) : -1;
 }
 
 /* i if it is a string node, else 0. */
@@ -199,7 +200,7 @@ static uint32_t wa_geto(const wa_tape *t, uint32_t obj, const char *key, size_t 
 
 static int wa_streq(const wa_tape *t, uint32_t i, const char *s, size_t n)
 {
-	return i && t->nodes[i].type == WA_J_STR && wa_is(t, i, s, n);
+	return i && wa_jtype(t, i) == WA_J_STR && wa_is(t, i, s, n);
 }
 
 /*
@@ -214,8 +215,8 @@ static uint32_t wa_strhash(const wa_tape *t, uint32_t i)
 	size_t n, k;
 	if (i == 0)
 		return 0;
-	p = t->nodes[i].u.p;
-	n = t->nodes[i].len;
+	p = wa_jstr(t, i);
+	n = wa_jlen(t, i);
 	if (n >= 8) {
 		memcpy(&a, p, 8);
 		memcpy(&b, p + n - 8, 8);
@@ -231,8 +232,8 @@ static uint32_t wa_strhash(const wa_tape *t, uint32_t i)
 /* Two string nodes with the same text. */
 static int wa_sameval(const wa_tape *t, uint32_t a, uint32_t b)
 {
-	return t->nodes[a].len == t->nodes[b].len &&
-	       memcmp(t->nodes[a].u.p, t->nodes[b].u.p, t->nodes[a].len) == 0;
+	return wa_jlen(t, a) == wa_jlen(t, b) &&
+	       memcmp(wa_jstr(t, a), wa_jstr(t, b), wa_jlen(t, a)) == 0;
 }
 
 /* A member name the walk looks for. */
@@ -319,15 +320,15 @@ static void wa_scan(const wa_tape *t, uint32_t obj, const wa_nameset *set, uint3
 	int i;
 	for (i = 0; i < set->n; i++)
 		out[i] = 0;
-	if (obj == 0 || t->nodes[obj].type != WA_J_OBJ)
+	if (obj == 0 || wa_jtype(t, obj) != WA_J_OBJ)
 		return;
-	end = t->nodes[obj].u.next;
+	end = wa_jclose(t, obj);
 	for (j = obj + 1; j < end; j = wa_jskip(t, j + 1)) {
-		const wa_jnode *k = &t->nodes[j];
-		if (k->len == 0 || k->len > WA_NAME_MAX)
+		uint32_t len = wa_jlen(t, j);
+		if (len == 0 || len > WA_NAME_MAX)
 			continue;
-		for (i = set->bylen[k->len]; i > 0; i = set->next[i - 1]) {
-			if (wa_name_eq(names[i - 1].s, k->u.p, k->len)) {
+		for (i = set->bylen[len]; i > 0; i = set->next[i - 1]) {
+			if (wa_name_eq(names[i - 1].s, wa_jstr(t, j), len)) {
 				out[i - 1] = j + 1;
 				break;
 			}
@@ -338,32 +339,31 @@ static void wa_scan(const wa_tape *t, uint32_t obj, const wa_nameset *set, uint3
 /* An integer from a JSON integer or a string of decimal digits. */
 static int wa_toint(const wa_tape *t, uint32_t i, lua_Integer *out)
 {
-	const wa_jnode *nd;
+	const char *p;
 	long long v = 0;
-	uint32_t k;
+	uint32_t k, len;
 	int neg = 0;
 	if (i == 0)
 		return 0;
-	nd = &t->nodes[i];
-	if (nd->type == WA_J_NUM) {
-		if (nd->num != WA_JN_INT)
-			return 0;
-		*out = (lua_Integer)nd->u.i;
+	if (wa_jtype(t, i) == WA_J_INT) {
+		*out = (lua_Integer)wa_jint(t, i);
 		return 1;
 	}
-	if (nd->type != WA_J_STR)
+	if (wa_jtype(t, i) != WA_J_STR)
 		return 0;
-	if (nd->len == 0 || nd->len > 18) /* fits in 63 bits without overflow checks */
+	p = wa_jstr(t, i);
+	len = wa_jlen(t, i);
+	if (len == 0 || len > 18) /* fits in 63 bits without overflow checks */
 		return 0;
 	k = 0;
-	if (nd->u.p[0] == '-') {
+	if (p[0] == '-') {
 		neg = 1;
 		k = 1;
-		if (nd->len == 1)
+		if (len == 1)
 			return 0;
 	}
-	for (; k < nd->len; k++) {
-		char c = nd->u.p[k];
+	for (; k < len; k++) {
+		char c = p[k];
 		if (c < '0' || c > '9')
 			return 0;
 		v = v * 10 + (c - '0');
@@ -394,7 +394,7 @@ static void wa_setstr(wa_walk *w, int k, uint32_t i)
 {
 	if (wa_type(w->t, i) == WA_J_STR) {
 		wa_pushk(w, k);
-		lua_pushlstring(w->L, w->t->nodes[i].u.p, w->t->nodes[i].len);
+		lua_pushlstring(w->L, wa_jstr(w->t, i), wa_jlen(w->t, i));
 		lua_rawset(w->L, -3);
 	}
 }
@@ -429,21 +429,21 @@ static void wa_setbool(wa_walk *w, int k, uint32_t v)
 static void wa_setnum(wa_walk *w, int k, uint32_t v)
 {
 	int ty = wa_type(w->t, v);
-	if (ty == WA_J_NUM) {
+	if (wa_jisnum(ty)) {
 		wa_pushk(w, k);
-		wa_push_jnum(w->L, &w->t->nodes[v]);
+		wa_push_jnum(w->L, w->t, v);
 		lua_rawset(w->L, -3);
 	} else if (ty == WA_J_STR) {
-		const wa_jnode *nd = &w->t->nodes[v];
+		uint32_t len = wa_jlen(w->t, v);
 		char buf[64];
 		char *end;
 		double d;
-		if (nd->len == 0 || nd->len >= sizeof buf)
+		if (len == 0 || len >= sizeof buf)
 			return;
-		memcpy(buf, nd->u.p, nd->len);
-		buf[nd->len] = '\0';
+		memcpy(buf, wa_jstr(w->t, v), len);
+		buf[len] = '\0';
 		d = strtod(buf, &end);
-		if (end == buf + nd->len) {
+		if (end == buf + len) {
 			wa_pushk(w, k);
 			lua_pushnumber(w->L, (lua_Number)d);
 			lua_rawset(w->L, -3);
@@ -464,7 +464,7 @@ static void wa_setint(wa_walk *w, int k, uint32_t v)
 /* Generic copy of node v (any JSON type but null). */
 static void wa_setany(wa_walk *w, int k, uint32_t v)
 {
-	if (v && w->t->nodes[v].type != WA_J_NULL) {
+	if (v && wa_jtype(w->t, v) != WA_J_NULL) {
 		wa_pushk(w, k);
 		wa_tape_push(w->L, w->t, v);
 		lua_rawset(w->L, -3);
@@ -532,9 +532,9 @@ static void wa_set_errors(wa_walk *w, uint32_t arr)
 	if (wa_type(w->t, arr) != WA_J_ARR)
 		return;
 	wa_pushk(w, K_errors);
-	lua_createtable(w->L, (int)w->t->nodes[arr].len, 0);
-	for (j = arr + 1; j < w->t->nodes[arr].u.next; j = wa_jskip(w->t, j)) {
-		if (w->t->nodes[j].type != WA_J_OBJ)
+	lua_createtable(w->L, (int)wa_jcount(w->t, arr), 0);
+	for (j = arr + 1; j < wa_jclose(w->t, arr); j = wa_jskip(w->t, j)) {
+		if (wa_jtype(w->t, j) != WA_J_OBJ)
 			continue;
 		wa_push_error(w, j);
 		lua_rawseti(w->L, -2, k++);
@@ -574,8 +574,8 @@ static void wa_begin_event(wa_walk *w, int kind, uint32_t src)
 	 * (wa_batch_tape).  Sources that are not containers get none.
 	 */
 	if (src) {
-		const wa_jnode *nd = &w->t->nodes[src];
-		if (nd->type == WA_J_OBJ || nd->type == WA_J_ARR) {
+		int ty = wa_jtype(w->t, src);
+		if (ty == WA_J_OBJ || ty == WA_J_ARR) {
 			lua_pushvalue(L, -1);
 			lua_pushinteger(L, (lua_Integer)src);
 			lua_rawset(L, w->mt);
@@ -595,7 +595,7 @@ static void wa_end_event(wa_walk *w)
 static void wa_pushstr_or_nil(wa_walk *w, uint32_t i)
 {
 	if (wa_type(w->t, i) == WA_J_STR)
-		lua_pushlstring(w->L, w->t->nodes[i].u.p, w->t->nodes[i].len);
+		lua_pushlstring(w->L, wa_jstr(w->t, i), wa_jlen(w->t, i));
 	else
 		lua_pushnil(w->L);
 }
@@ -699,7 +699,7 @@ static void wa_index_contacts(wa_walk *w)
 	const wa_tape *t = w->t;
 	wa_parser *p = w->p;
 	uint32_t arr = w->contacts, j, size = 8;
-	size_t need = t->nodes[arr].len, n = 0, bytes;
+	size_t need = wa_jcount(t, arr), n = 0, bytes;
 	w->ncontacts = 0;
 	/* At most half full; node counts stay far below 2^31 (the body limit). */
 	while (size < 2 * need)
@@ -719,11 +719,11 @@ static void wa_index_contacts(wa_walk *w)
 	w->by[WA_USER_ID] = w->by[WA_ID] + size;
 	w->cmask = size - 1;
 	memset(w->by[WA_ID], 0, 2 * (size_t)size * sizeof(uint32_t));
-	for (j = arr + 1; j < t->nodes[arr].u.next; j = wa_jskip(t, j)) {
+	for (j = arr + 1; j < wa_jclose(t, arr); j = wa_jskip(t, j)) {
 		uint32_t m[2];
 		wa_contact *c = &w->cl[n];
 		int which;
-		if (t->nodes[j].type != WA_J_OBJ)
+		if (wa_jtype(t, j) != WA_J_OBJ)
 			continue;
 		wa_scan(t, j, &wa_ns_index_contacts, m);
 		c->obj = j;
@@ -762,7 +762,7 @@ static int wa_push_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 	lua_State *L = w->L;
 	uint32_t arr = w->contacts, want[2];
 	int which, match = -1;
-	if (wa_type(t, arr) != WA_J_ARR || t->nodes[arr].len == 0)
+	if (wa_type(t, arr) != WA_J_ARR || wa_jcount(t, arr) == 0)
 		return 0;
 	if (w->ncontacts < 0)
 		wa_index_contacts(w);
@@ -777,7 +777,7 @@ static int wa_push_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 		if (j >= 0 && (match < 0 || j < match))
 			match = j;
 	}
-	if (match < 0 && t->nodes[arr].len == 1 && w->ncontacts == 1)
+	if (match < 0 && wa_jcount(t, arr) == 1 && w->ncontacts == 1)
 		match = 0;
 	if (match < 0)
 		return 0;
@@ -915,9 +915,9 @@ static void wa_set_flow(wa_walk *w, uint32_t r)
 		wa_setstr(w, K_response_json, rj);
 		/* A second, temporary parser: the outer tape is still in use. */
 		p = wa_push_parser(w->L);
-		if (wa_tape_parse(&p->tape, w->t->nodes[rj].u.p, w->t->nodes[rj].len, err, sizeof err)) {
+		if (wa_tape_parse(&p->tape, wa_jstr(w->t, rj), wa_jlen(w->t, rj), err, sizeof err)) {
 			wa_pushk(w, K_response);
-			wa_tape_push(w->L, &p->tape, 0);
+			wa_tape_push(w->L, &p->tape, WA_JROOT);
 			lua_rawset(w->L, -4);
 		}
 		wa_tape_free(&p->tape);
@@ -1007,8 +1007,8 @@ static void wa_message_body(wa_walk *w, const uint32_t *m)
 		return;
 	}
 	for (i = M_TEXT; i <= M_REVOKE; i++) {
-		if (wa_msg_names[i].len == t->nodes[ty].len &&
-		    memcmp(wa_msg_names[i].s, t->nodes[ty].u.p, t->nodes[ty].len) == 0) {
+		if (wa_msg_names[i].len == wa_jlen(t, ty) &&
+		    memcmp(wa_msg_names[i].s, wa_jstr(t, ty), wa_jlen(t, ty)) == 0) {
 			which = i;
 			break;
 		}
@@ -1063,7 +1063,7 @@ static void wa_message_body(wa_walk *w, const uint32_t *m)
 			wa_pushk(w, K_reaction);
 			lua_createtable(L, 0, 3);
 			wa_setstr(w, K_message_id, wa_get(t, o, WA_KEY("message_id")));
-			if (e && t->nodes[e].len > 0) {
+			if (e && wa_jlen(t, e) > 0) {
 				wa_setstr(w, K_emoji, e);
 			} else {
 				wa_pushk(w, K_removed);
@@ -1100,7 +1100,7 @@ static void wa_message_body(wa_walk *w, const uint32_t *m)
 					/* An edited caption: look in the edited media object. */
 					uint32_t mt = wa_gets(t, mo, WA_KEY("type"));
 					uint32_t media =
-					    mt ? wa_geto(t, mo, t->nodes[mt].u.p, t->nodes[mt].len) : 0;
+					    mt ? wa_geto(t, mo, wa_jstr(t, mt), wa_jlen(t, mt)) : 0;
 					wa_setstr(w, K_text, wa_gets(t, media, WA_KEY("caption")));
 				}
 			}
@@ -1214,7 +1214,7 @@ static void wa_status_event(wa_walk *w, uint32_t st)
 #else
 	wa_begin_event(w, K_status, st);
 	if (status) {
-		lua_pushlstring(w->L, t->nodes[status].u.p, t->nodes[status].len);
+		lua_pushlstring(w->L, wa_jstr(t, status), wa_jlen(t, status));
 		wa_pushk(w, K_type);
 		lua_pushvalue(w->L, -2);
 		lua_rawset(w->L, -4);
@@ -1274,10 +1274,10 @@ static int wa_check_list(wa_walk *w, uint32_t a, const char *key)
 	int k = 1;
 	if (!a)
 		return 1;
-	if (t->nodes[a].type != WA_J_ARR)
+	if (wa_jtype(t, a) != WA_J_ARR)
 		return wa_fail(w, "expected an array", ".value.%s", key);
-	for (j = a + 1; j < t->nodes[a].u.next; j = wa_jskip(t, j), k++)
-		if (t->nodes[j].type != WA_J_OBJ)
+	for (j = a + 1; j < wa_jclose(t, a); j = wa_jskip(t, j), k++)
+		if (wa_jtype(t, j) != WA_J_OBJ)
 			return wa_fail(w, "expected an object", ".value.%s[%d]", key, k);
 	return 1;
 }
@@ -1310,13 +1310,13 @@ static int wa_messages_change(wa_walk *w, uint32_t value, uint32_t field, const 
 	lua_pushnil(w->L);
 	w->ctabs = lua_gettop(w->L);
 	if (msgs)
-		for (j = msgs + 1; j < t->nodes[msgs].u.next; j = wa_jskip(t, j))
+		for (j = msgs + 1; j < wa_jclose(t, msgs); j = wa_jskip(t, j))
 			wa_message_event(w, j);
 	if (sts)
-		for (j = sts + 1; j < t->nodes[sts].u.next; j = wa_jskip(t, j))
+		for (j = sts + 1; j < wa_jclose(t, sts); j = wa_jskip(t, j))
 			wa_status_event(w, j);
 	if (errs)
-		for (j = errs + 1; j < t->nodes[errs].u.next; j = wa_jskip(t, j))
+		for (j = errs + 1; j < wa_jclose(t, errs); j = wa_jskip(t, j))
 			wa_error_event(w, j);
 	return 1;
 }
@@ -1326,7 +1326,7 @@ static int wa_slot(wa_walk *w, uint32_t i)
 {
 	if (wa_type(w->t, i) != WA_J_STR)
 		return 0;
-	lua_pushlstring(w->L, w->t->nodes[i].u.p, w->t->nodes[i].len);
+	lua_pushlstring(w->L, wa_jstr(w->t, i), wa_jlen(w->t, i));
 	return lua_gettop(w->L);
 }
 
@@ -1346,34 +1346,34 @@ static int wa_walk_envelope(wa_walk *w)
 	uint32_t obj, entry, e, c;
 	int ei = 1;
 
-	if (t->nodes[0].type != WA_J_OBJ)
+	if (wa_jtype(t, WA_JROOT) != WA_J_OBJ)
 		return wa_fail(w, "payload is not a JSON object", NULL);
-	obj = wa_get(t, 0, WA_KEY("object"));
+	obj = wa_get(t, WA_JROOT, WA_KEY("object"));
 	if (obj && !wa_streq(t, obj, WA_KEY("whatsapp_business_account")))
 		return wa_fail(w, "not a WhatsApp Business Account webhook", "object");
-	entry = wa_get(t, 0, WA_KEY("entry"));
+	entry = wa_get(t, WA_JROOT, WA_KEY("entry"));
 	if (wa_type(t, entry) != WA_J_ARR)
 		return wa_fail(w, entry ? "expected an array" : "missing", "entry");
 
-	for (e = entry + 1; e < t->nodes[entry].u.next; e = wa_jskip(t, e), ei++) {
+	for (e = entry + 1; e < wa_jclose(t, entry); e = wa_jskip(t, e), ei++) {
 		uint32_t em[3], changes;
 		int top = lua_gettop(L), ci = 1;
 		w->ei = ei;
 		w->ci = 0;
-		if (t->nodes[e].type != WA_J_OBJ)
+		if (wa_jtype(t, e) != WA_J_OBJ)
 			return wa_fail(w, "expected an object", NULL);
 		wa_scan(t, e, &wa_ns_walk_envelope_enames, em);
 		w->s_waba = wa_slot(w, em[0]);
 		w->has_time = wa_toint(t, em[1], &w->entry_time);
 		changes = em[2];
-		if (changes && t->nodes[changes].type != WA_J_ARR)
+		if (changes && wa_jtype(t, changes) != WA_J_ARR)
 			return wa_fail(w, "expected an array", ".changes");
 		if (changes) {
-			for (c = changes + 1; c < t->nodes[changes].u.next; c = wa_jskip(t, c), ci++) {
+			for (c = changes + 1; c < wa_jclose(t, changes); c = wa_jskip(t, c), ci++) {
 				uint32_t cm[2], vm[V_N], mm[2], field, value;
 				int ctop = lua_gettop(L);
 				w->ci = ci;
-				if (t->nodes[c].type != WA_J_OBJ)
+				if (wa_jtype(t, c) != WA_J_OBJ)
 					return wa_fail(w, "expected an object", NULL);
 				wa_scan(t, c, &wa_ns_walk_envelope_cnames, cm);
 				field = cm[0];
@@ -1403,23 +1403,23 @@ static int wa_walk_envelope(wa_walk *w)
 /* About how many events the payload makes (a size hint; never walks far). */
 static int wa_count_events(const wa_tape *t)
 {
-	uint32_t entry = wa_get(t, 0, WA_KEY("entry")), e, c;
+	uint32_t entry = wa_get(t, WA_JROOT, WA_KEY("entry")), e, c;
 	size_t n = 0;
 	if (wa_type(t, entry) != WA_J_ARR)
 		return 0;
-	for (e = entry + 1; e < t->nodes[entry].u.next; e = wa_jskip(t, e)) {
-		uint32_t changes = e && t->nodes[e].type == WA_J_OBJ ? wa_get(t, e, WA_KEY("changes")) : 0;
+	for (e = entry + 1; e < wa_jclose(t, entry); e = wa_jskip(t, e)) {
+		uint32_t changes = e && wa_jtype(t, e) == WA_J_OBJ ? wa_get(t, e, WA_KEY("changes")) : 0;
 		if (wa_type(t, changes) != WA_J_ARR)
 			continue;
-		for (c = changes + 1; c < t->nodes[changes].u.next; c = wa_jskip(t, c)) {
-			uint32_t v = t->nodes[c].type == WA_J_OBJ ? wa_geto(t, c, WA_KEY("value")) : 0;
+		for (c = changes + 1; c < wa_jclose(t, changes); c = wa_jskip(t, c)) {
+			uint32_t v = wa_jtype(t, c) == WA_J_OBJ ? wa_geto(t, c, WA_KEY("value")) : 0;
 			uint32_t m[V_N];
 			size_t k = 0;
 			int i;
 			wa_scan(t, v, &wa_ns_value, m);
 			for (i = V_MESSAGES; i <= V_ERRORS; i++)
 				if (wa_type(t, m[i]) == WA_J_ARR)
-					k += t->nodes[m[i]].len;
+					k += wa_jcount(t, m[i]);
 			n += k ? k : 1;
 		}
 	}
@@ -1526,7 +1526,7 @@ static void wa_event_decode(lua_State *L, int mt_idx, const char *const *names, 
 	} else {
 		for (; *names != NULL; names++) {
 			uint32_t v = wa_get(t, node, *names, strlen(*names));
-			if (v && t->nodes[v].type != WA_J_NULL) {
+			if (v && wa_jtype(t, v) != WA_J_NULL) {
 				lua_pushstring(L, *names);
 				wa_tape_push(L, t, v);
 				lua_rawset(L, 1);
@@ -1757,7 +1757,7 @@ static int wa_webhook_json_decode(lua_State *L)
 		lua_pushstring(L, err);
 		return 2;
 	}
-	wa_tape_push(L, &p->tape, 0);
+	wa_tape_push(L, &p->tape, WA_JROOT);
 	wa_tape_free(&p->tape);
 	return 1;
 }
@@ -1767,8 +1767,22 @@ static const luaL_Reg wa_parser_methods[] = {
 	{"close", wa_parser__gc},
 	{NULL, NULL}};
 
+/*
+ * core._tape_direct([use]) -> boolean: whether parses read simdjson's own
+ * tape (jtape.h) rather than write one from its DOM API.  For the specs: they
+ * expect true with the simdjson they are built against, and pass false to
+ * check that the written tape gives the same events.  Process-wide.
+ */
+static int wa_webhook_tape_direct(lua_State *L)
+{
+	int set = lua_isnoneornil(L, 1) ? -1 : lua_toboolean(L, 1);
+	lua_pushboolean(L, wa_tape_direct(set));
+	return 1;
+}
+
 static const luaL_Reg wa_webhook_funcs[] = {
 	{"parser", wa_webhook_parser},
+	{"_tape_direct", wa_webhook_tape_direct},
 	{"json_decode", wa_webhook_json_decode},
 	{NULL, NULL}};
 
