@@ -71,8 +71,9 @@ typedef struct {
 
 /*
  * The strings the walk stores: keys of events and sub-tables, and a few fixed
- * values.  They live, interned once, in the constants table (upvalue 1 of
- * parse) at index K_<name> + 1; after them comes the events' __index.
+ * values.  They are interned once, and are upvalues K_<name> + 1 of the walk
+ * (wa_parser_walk); the constants table (upvalue 1 of parse) holds them too,
+ * at index K_<name> + 1, and after them the functions below.
  */
 #define WA_STRINGS(X)                                                                              \
 	X(kind) X(type) X(field) X(waba_id) X(entry_time) X(phone_number_id)                      \
@@ -87,7 +88,8 @@ typedef struct {
 	X(caption) X(filename) X(voice) X(animated) X(url) X(latitude) X(longitude) X(address)     \
 	X(title) X(description) X(message_id) X(emoji) X(removed) X(original_message_id)           \
 	X(message) X(body) X(response_json) X(response) X(details) X(href) X(change) X(unknown)    \
-	X(interactive) X(address_reply) X(flow_reply)
+	X(interactive) X(address_reply) X(flow_reply) X(image) X(video) X(audio) X(document)         \
+	X(sticker) X(button) X(unsupported) X(sent) X(delivered) X(read) X(failed) X(played)
 
 #define WA_ENUM(n) K_##n,
 enum { WA_STRINGS(WA_ENUM) K__COUNT };
@@ -383,10 +385,14 @@ static void wa_pushint(lua_State *L, lua_Integer v)
 
 /* ---- setting fields on the table at the top of the stack ----------------- */
 
-/* Push the interned string K_<name>. */
+/*
+ * Push the interned string K_<name>: upvalue K_<name> + 1 of wa_parser_walk,
+ * the function running the walk (an upvalue is quicker to reach than a table
+ * slot).
+ */
 static void wa_pushk(wa_walk *w, int k)
 {
-	lua_rawgeti(w->L, w->consts, k + 1);
+	lua_pushvalue(w->L, lua_upvalueindex(k + 1));
 }
 
 /* table[k] = string node i, when i is a string node. */
@@ -943,6 +949,11 @@ enum {
 	M_EDIT, M_REVOKE, M_N
 };
 static wa_nameset wa_ns_msg = WA_SET(wa_msg_names);
+/* The interned type name of M_TEXT..M_REVOKE, by M_<type> - M_TEXT. */
+static const unsigned char wa_msg_type_k[] = {K_text, K_image, K_video, K_audio, K_document,
+	K_sticker, K_location, K_contacts, K_interactive, K_button, K_reaction, K_order, K_system,
+	K_unsupported, K_edit, K_revoke};
+typedef char wa_msg_type_k_covers_the_types[sizeof wa_msg_type_k == M_REVOKE - M_TEXT + 1 ? 1 : -1];
 
 static const wa_name wa_nm_message_interactive[] = {WA_N("type"), WA_N("button_reply"), WA_N("list_reply"),
 	WA_N("nfm_reply"), WA_N("call_permission_reply")};
@@ -1115,9 +1126,11 @@ static void wa_message_body(wa_walk *w, const uint32_t *m)
 		}
 		break;
 	default:
-		break;
+		/* a type not known yet: its own name */
+		wa_setstr(w, K_type, ty);
+		return;
 	}
-	wa_setstr(w, K_type, ty);
+	wa_setk(w, K_type, wa_msg_type_k[which - M_TEXT]);
 }
 
 static void wa_message_event(wa_walk *w, uint32_t msg)
@@ -1183,6 +1196,25 @@ static const wa_name wa_nm_status_event[] = {
 	WA_N("biz_opaque_callback_data"), WA_N("errors")};
 static wa_nameset wa_ns_status_event = WA_SET(wa_nm_status_event);
 
+/*
+ * Push the status of a status event, string node i: interned once when it is
+ * one of the usual ones.
+ */
+static void wa_push_status(wa_walk *w, uint32_t i)
+{
+	static const unsigned char known[] = {K_sent, K_delivered, K_read, K_failed, K_played};
+	const char *p = wa_jstr(w->t, i);
+	size_t k, len = wa_jlen(w->t, i);
+	for (k = 0; k < sizeof known; k++) {
+		const char *name = wa_strings[known[k]];
+		if (strlen(name) == len && memcmp(name, p, len) == 0) {
+			wa_pushk(w, known[k]);
+			return;
+		}
+	}
+	lua_pushlstring(w->L, p, len);
+}
+
 static void wa_status_event(wa_walk *w, uint32_t st)
 {
 	const wa_tape *t = w->t;
@@ -1193,7 +1225,10 @@ static void wa_status_event(wa_walk *w, uint32_t st)
 	{
 		lua_Integer ts;
 		wa_ctor_begin(w, WA_CONST_STCTOR, st);
-		wa_pushstr_or_nil(w, status);
+		if (status)
+			wa_push_status(w, status);
+		else
+			lua_pushnil(w->L);
 		wa_pushstr_or_nil(w, m[1]);
 		if (wa_toint(t, m[2], &ts))
 			wa_pushint(w->L, ts);
@@ -1214,7 +1249,7 @@ static void wa_status_event(wa_walk *w, uint32_t st)
 #else
 	wa_begin_event(w, K_status, st);
 	if (status) {
-		lua_pushlstring(w->L, wa_jstr(t, status), wa_jlen(t, status));
+		wa_push_status(w, status);
 		wa_pushk(w, K_type);
 		lua_pushvalue(w->L, -2);
 		lua_rawset(w->L, -4);
@@ -1830,7 +1865,11 @@ void wa_webhook_open(lua_State *L)
 		}
 		lua_pushcfunction(L, wa_event_index);
 		lua_rawseti(L, -2, WA_CONST_INDEXFN);
-		lua_pushcfunction(L, wa_parser_walk);
+		/* the walk, with the same strings as its upvalues (wa_pushk) */
+		luaL_checkstack(L, K__COUNT, "whatsapp.core");
+		for (i = 0; i < K__COUNT; i++)
+			lua_rawgeti(L, -1 - i, i + 1);
+		lua_pushcclosure(L, wa_parser_walk, K__COUNT);
 		lua_rawseti(L, -2, WA_CONST_WALKFN);
 #if WA_EVENT_CTORS
 		if (luaL_loadbuffer(L, wa_ctor_chunk, sizeof wa_ctor_chunk - 1, "=whatsapp.core(events)"))
