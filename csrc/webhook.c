@@ -64,6 +64,9 @@ typedef struct {
 	 */
 	void *cbuf;
 	size_t cbytes;
+	/* The source node of each event of the current parse (0: none). */
+	uint32_t *srcs;
+	size_t srcs_cap;
 	int busy; /* the tape is in use (a parse or a lazy decode is running) */
 	lua_Integer gen; /* bumped whenever the tape is parsed or freed */
 	int closed;
@@ -130,6 +133,8 @@ typedef struct {
 	int events;  /* stack index of the result array */
 	int nevents; /* events stored so far */
 	int mt;	     /* stack index of the batch's shared metatable */
+	int evs;     /* stack index of the batch's own list of its events */
+	uint32_t src; /* source node of the event being built (wa_begin_event) */
 	/* stack indexes of per-change strings, pushed once and reused (0 = none) */
 	int s_field, s_waba, s_pnid, s_dpn;
 	int has_time;
@@ -574,25 +579,52 @@ static void wa_begin_event(wa_walk *w, int kind, uint32_t src)
 	if (w->s_dpn)
 		wa_setslot(w, K_display_phone_number, w->s_dpn);
 	/*
-	 * Every event of the batch shares one metatable, whose __index decodes
-	 * the lazy fields on first access.  It maps each event to the tape index
-	 * of its source node: parsing the same body again gives the same indexes
-	 * (wa_batch_tape).  Sources that are not containers get none.
+	 * Every event of the batch with a source to decode lazily shares one
+	 * metatable, whose __index decodes the lazy fields on first access (see
+	 * wa_note_src).  Sources that are not containers get none.
 	 */
 	if (src) {
 		int ty = wa_jtype(w->t, src);
-		if (ty == WA_J_OBJ || ty == WA_J_ARR) {
-			lua_pushvalue(L, -1);
-			lua_pushinteger(L, (lua_Integer)src);
-			lua_rawset(L, w->mt);
-			lua_pushvalue(L, w->mt);
-			lua_setmetatable(L, -2);
-		}
+		if (ty != WA_J_OBJ && ty != WA_J_ARR)
+			src = 0;
 	}
+	if (src) {
+		lua_pushvalue(L, w->mt);
+		lua_setmetatable(L, -2);
+	}
+	w->src = src;
 }
 
+/*
+ * Note the source node of event w->nevents + 1 (0 for none).  The batch's
+ * metatable keeps the batch's own list of its events and the source of each
+ * (wa_walk_envelope stores them); wa_event_src finds an event's source from
+ * them, on first access to a lazy field.  Parsing the same body again gives
+ * the same node indexes (wa_batch_tape).
+ */
+static void wa_note_src(wa_walk *w, uint32_t src)
+{
+	wa_parser *p = w->p;
+	size_t n = (size_t)w->nevents;
+	if (n >= p->srcs_cap) {
+		size_t cap = p->srcs_cap ? p->srcs_cap * 2 : 64;
+		void *nb = realloc(p->srcs, cap * sizeof(uint32_t));
+		if (nb == NULL) {
+			luaL_error(w->L, "not enough memory");
+			return;
+		}
+		p->srcs = (uint32_t *)nb;
+		p->srcs_cap = cap;
+	}
+	p->srcs[n] = src;
+}
+
+/* Append the event at the top of the stack to the events and pop it. */
 static void wa_end_event(wa_walk *w)
 {
+	wa_note_src(w, w->src);
+	lua_pushvalue(w->L, -1);
+	lua_rawseti(w->L, w->evs, w->nevents + 1);
 	lua_rawseti(w->L, w->events, ++w->nevents);
 }
 
@@ -616,19 +648,21 @@ static void wa_pushslot_or_nil(wa_walk *w, int idx)
 }
 
 /*
- * Push constructor ctor and its first arguments, the ones of every event:
- * events, n, the batch metatable, the source node, field, waba_id,
- * entry_time, phone_number_id, display_phone_number.  9 values after ctor.
+ * Note the new event's source node (src, an object), and push constructor
+ * ctor and its first arguments, the ones of every event: events, the batch's
+ * own list of them, n, the batch metatable, field, waba_id, entry_time,
+ * phone_number_id, display_phone_number.  9 values after ctor.
  */
 static void wa_ctor_begin(wa_walk *w, int ctor, uint32_t src)
 {
 	lua_State *L = w->L;
 	luaL_checkstack(L, 24, "webhook parse");
+	wa_note_src(w, src);
 	lua_rawgeti(L, w->consts, ctor);
 	lua_pushvalue(L, w->events);
+	lua_pushvalue(L, w->evs);
 	lua_pushinteger(L, ++w->nevents);
 	lua_pushvalue(L, w->mt);
-	lua_pushinteger(L, (lua_Integer)src);
 	wa_pushslot_or_nil(w, w->s_field);
 	wa_pushslot_or_nil(w, w->s_waba);
 	if (w->has_time)
@@ -641,30 +675,30 @@ static void wa_ctor_begin(wa_walk *w, int ctor, uint32_t src)
 
 /*
  * The constructors (Lua, loaded once per state by wa_webhook_open).  message
- * and status make the event, map it to its source in the batch metatable,
- * give it that metatable (the source of a message or status is always an
- * object), append it to events and return it; contact makes a contact table.
+ * and status make the event, give it the batch metatable (the source of a
+ * message or status is always an object), append it to the events and to
+ * the batch's own list, and return it; contact makes a contact table.
  */
 static const char wa_ctor_chunk[] =
     "local setmetatable = setmetatable\n"
-    "local function message(events, n, mt, src, field, waba_id, entry_time, pnid, dpn,\n"
+    "local function message(events, evs, n, mt, field, waba_id, entry_time, pnid, dpn,\n"
     "                       id, from, from_user_id, timestamp, contact, type, text)\n"
     "  local ev = { kind = 'message', field = field, waba_id = waba_id, entry_time = entry_time,\n"
     "    phone_number_id = pnid, display_phone_number = dpn, id = id, from = from,\n"
     "    from_user_id = from_user_id, timestamp = timestamp, contact = contact,\n"
     "    type = type, text = text }\n"
-    "  mt[ev] = src\n"
     "  events[n] = setmetatable(ev, mt)\n"
+    "  evs[n] = ev\n"
     "  return ev\n"
     "end\n"
-    "local function status(events, n, mt, src, field, waba_id, entry_time, pnid, dpn,\n"
+    "local function status(events, evs, n, mt, field, waba_id, entry_time, pnid, dpn,\n"
     "                      st, id, timestamp, recipient_id, recipient_user_id, contact)\n"
     "  local ev = { kind = 'status', field = field, waba_id = waba_id, entry_time = entry_time,\n"
     "    phone_number_id = pnid, display_phone_number = dpn, type = st or 'unknown', status = st,\n"
     "    id = id, timestamp = timestamp, recipient_id = recipient_id,\n"
     "    recipient_user_id = recipient_user_id, contact = contact }\n"
-    "  mt[ev] = src\n"
     "  events[n] = setmetatable(ev, mt)\n"
+    "  evs[n] = ev\n"
     "  return ev\n"
     "end\n"
     "local function contact(name, username, wa_id, user_id, parent_user_id)\n"
@@ -1464,30 +1498,77 @@ static int wa_count_events(const wa_tape *t)
 /* ---- the Lua side -------------------------------------------------------- */
 
 /*
+ * Push the table of the batch whose metatable is at mt_idx that maps each
+ * event to its position in the batch (negated once its lazy fields are
+ * decoded).  Made on first use, from the batch's own list of its events
+ * (mt[2], which the caller's list may no longer match), and kept in mt[6]:
+ * so a parse that nobody reads `raw` from costs no table keyed by event.
+ */
+static void wa_event_map(lua_State *L, int mt_idx)
+{
+	lua_rawgeti(L, mt_idx, 6);
+	if (lua_istable(L, -1))
+		return;
+	lua_pop(L, 1);
+	lua_rawgeti(L, mt_idx, 2);
+	if (lua_istable(L, -1)) {
+		int i, n = (int)wa_rawlen(L, -1);
+		lua_createtable(L, 0, n);
+		for (i = 1; i <= n; i++) {
+			lua_rawgeti(L, -2, i);
+			lua_pushinteger(L, i);
+			lua_rawset(L, -3);
+		}
+		lua_remove(L, -2);
+	} else {
+		lua_pop(L, 1);
+		lua_newtable(L);
+	}
+	lua_pushvalue(L, -1);
+	lua_rawseti(L, mt_idx, 6);
+}
+
+/*
  * The source node of event 1, from its batch's metatable (at mt_idx): 1 when
- * it has one.  *done is set once its lazy fields are decoded (the index is
- * then stored negated).
+ * it has one.  *done is set once its lazy fields are decoded.
  */
 static int wa_event_src(lua_State *L, int mt_idx, uint32_t *node, int *done)
 {
-	lua_Integer v;
-	int ok;
+	lua_Integer pos;
+	size_t len;
+	const char *srcs;
+	wa_event_map(L, mt_idx);
 	lua_pushvalue(L, 1);
-	lua_rawget(L, mt_idx);
-	v = lua_tointeger(L, -1);
-	lua_pop(L, 1);
-	ok = v != 0;
-	*done = v < 0;
-	*node = (uint32_t)(v < 0 ? -v : v);
-	return ok;
+	lua_rawget(L, -2);
+	pos = lua_tointeger(L, -1);
+	lua_pop(L, 2);
+	*done = pos < 0;
+	if (pos < 0)
+		pos = -pos;
+	lua_rawgeti(L, mt_idx, 5);
+	srcs = lua_tolstring(L, -1, &len);
+	*node = 0;
+	if (srcs != NULL && pos > 0 && (size_t)pos <= len / sizeof(uint32_t))
+		memcpy(node, srcs + (size_t)(pos - 1) * sizeof(uint32_t), sizeof(uint32_t));
+	lua_pop(L, 1); /* (the string stays referenced by the metatable) */
+	return *node != 0;
 }
 
 /* Mark event 1's lazy fields as decoded, in its batch's metatable (at mt_idx). */
-static void wa_event_done(lua_State *L, int mt_idx, uint32_t node)
+static void wa_event_done(lua_State *L, int mt_idx)
 {
+	lua_Integer pos;
+	wa_event_map(L, mt_idx);
 	lua_pushvalue(L, 1);
-	lua_pushinteger(L, -(lua_Integer)node);
-	lua_rawset(L, mt_idx);
+	lua_rawget(L, -2);
+	pos = lua_tointeger(L, -1);
+	lua_pop(L, 1);
+	if (pos > 0) {
+		lua_pushvalue(L, 1);
+		lua_pushinteger(L, -pos);
+		lua_rawset(L, -3);
+	}
+	lua_pop(L, 1);
 }
 
 /*
@@ -1569,7 +1650,7 @@ static void wa_event_decode(lua_State *L, int mt_idx, const char *const *names, 
 		}
 	}
 	p->busy = 0;
-	wa_event_done(L, mt_idx, node);
+	wa_event_done(L, mt_idx);
 }
 
 /*
@@ -1662,6 +1743,9 @@ static void wa_parser_free(wa_parser *p)
 	free(p->cbuf);
 	p->cbuf = NULL;
 	p->cbytes = 0;
+	free(p->srcs);
+	p->srcs = NULL;
+	p->srcs_cap = 0;
 }
 
 /*
@@ -1694,10 +1778,11 @@ static int wa_parser_walk(lua_State *L)
 	w.consts = 5;
 	n = wa_count_events(&p->tape);
 	/*
-	 * The batch's shared metatable: __index, [1] the body, [3] the parser,
-	 * [4] its generation now (see wa_batch_tape), event -> source node.
+	 * The batch's shared metatable: __index, [1] the body, [2] the batch's
+	 * own list of its events, [3] the parser, [4] its generation now (see
+	 * wa_batch_tape), [5] the events' source nodes (packed, see wa_event_src).
 	 */
-	lua_createtable(L, 4, n + 1);
+	lua_createtable(L, 6, 1);
 	lua_pushliteral(L, "__index");
 	lua_rawgeti(L, w.consts, WA_CONST_INDEXFN);
 	lua_rawset(L, -3);
@@ -1709,6 +1794,10 @@ static int wa_parser_walk(lua_State *L)
 	lua_rawseti(L, -2, 4);
 	w.mt = lua_gettop(L);
 	lua_createtable(L, n, 0);
+	w.evs = lua_gettop(L);
+	lua_pushvalue(L, -1);
+	lua_rawseti(L, w.mt, 2);
+	lua_createtable(L, n, 0);
 	w.events = lua_gettop(L);
 	ok = wa_walk_envelope(&w);
 	lua_settop(L, w.events);
@@ -1718,6 +1807,8 @@ static int wa_parser_walk(lua_State *L)
 		lua_pushstring(L, w.path);
 		return 3;
 	}
+	lua_pushlstring(L, (const char *)p->srcs, (size_t)w.nevents * sizeof(uint32_t));
+	lua_rawseti(L, w.mt, 5);
 	return 1;
 }
 
@@ -1758,7 +1849,7 @@ static int wa_parser_parse(lua_State *L)
 	status = lua_pcall(L, 5, LUA_MULTRET, 0);
 	p->busy = 0; /* p is still referenced at index 1 */
 	/* A huge body should not pin its buffers for the life of the hook. */
-	if (wa_tape_bytes(&p->tape) + p->cbytes > WA_KEEP_BYTES)
+	if (wa_tape_bytes(&p->tape) + p->cbytes + p->srcs_cap * sizeof(uint32_t) > WA_KEEP_BYTES)
 		wa_parser_free(p);
 	if (status != 0)
 		return lua_error(L);

@@ -177,6 +177,26 @@ describe("whatsapp.core", function()
       assert.not_equal(a[1].raw, a2[1].raw)
     end)
 
+    -- Each event finds its source through the batch's own list of its events, not the
+    -- caller's, which may be reordered, cut down or filled with other values.
+    it("is each event's own after the caller reorders and empties its list", function()
+      local doc = cjson.decode(body).entry[1].changes[1].value.messages
+      local evs = assert(hook:parse(body, helpers.signed(body)))
+      local first, second = evs[1], evs[2]
+      evs[1], evs[2] = "not an event", first
+      table.remove(evs, 1)
+      evs[3] = second
+      for i = #evs, 1, -1 do evs[i] = nil end
+      collectgarbage(); collectgarbage()
+      assert.same(doc[2], second.raw)
+      assert.same(doc[1], first.raw)
+      -- an event of another batch, asked through this batch's metatable, gets nothing
+      local other = assert(hook:parse(body, helpers.signed(body)))[1]
+      assert.is_nil(getmetatable(first).__index(setmetatable({ kind = "message" },
+        getmetatable(first)), "raw"))
+      assert.same(doc[1], other.raw)
+    end)
+
     it("is right after the hook is closed", function()
       local h = webhook.new{ app_secret = helpers.SECRET }
       local evs = assert(h:parse(body, helpers.signed(body)))
