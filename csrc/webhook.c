@@ -47,12 +47,13 @@
 enum { WA_ID, WA_USER_ID };
 
 /*
- * One contact of a change: its object, its wa_id and user_id string nodes
- * (or 0), and their hashes (wa_strhash).
+ * One contact of a change: its wa_id and user_id string nodes (or 0), their
+ * hashes (wa_strhash), and the value nodes of its profile and parent_user_id
+ * members (or 0), all found in one scan of its object.
  */
 typedef struct {
-	uint32_t obj;
 	uint32_t id[2], hash[2]; /* by WA_ID, WA_USER_ID */
+	uint32_t profile, parent;
 } wa_contact;
 
 typedef struct {
@@ -708,7 +709,9 @@ static const char wa_ctor_chunk[] =
     "return message, status, contact\n";
 #endif
 
-static const wa_name wa_nm_index_contacts[] = {WA_N("wa_id"), WA_N("user_id")};
+/* (wa_id and user_id first: WA_ID, WA_USER_ID) */
+static const wa_name wa_nm_index_contacts[] = {WA_N("wa_id"), WA_N("user_id"), WA_N("profile"),
+	WA_N("parent_user_id")};
 static wa_nameset wa_ns_index_contacts = WA_SET(wa_nm_index_contacts);
 
 /*
@@ -760,13 +763,14 @@ static void wa_index_contacts(wa_walk *w)
 	w->cmask = size - 1;
 	memset(w->by[WA_ID], 0, 2 * (size_t)size * sizeof(uint32_t));
 	for (j = arr + 1; j < wa_jclose(t, arr); j = wa_jskip(t, j)) {
-		uint32_t m[2];
+		uint32_t m[4];
 		wa_contact *c = &w->cl[n];
 		int which;
 		if (wa_jtype(t, j) != WA_J_OBJ)
 			continue;
 		wa_scan(t, j, &wa_ns_index_contacts, m);
-		c->obj = j;
+		c->profile = m[2];
+		c->parent = m[3];
 		n++;
 		for (which = WA_ID; which <= WA_USER_ID; which++) {
 			uint32_t *slot;
@@ -783,9 +787,6 @@ static void wa_index_contacts(wa_walk *w)
 	w->ncontacts = (int)n;
 }
 
-static const wa_name wa_nm_set_contact[] = {WA_N("profile"), WA_N("wa_id"), WA_N("user_id"),
-	WA_N("parent_user_id")};
-static wa_nameset wa_ns_set_contact = WA_SET(wa_nm_set_contact);
 static const wa_name wa_nm_set_contact_pnames[] = {WA_N("name"), WA_N("username")};
 static wa_nameset wa_ns_set_contact_pnames = WA_SET(wa_nm_set_contact_pnames);
 
@@ -827,26 +828,26 @@ static int wa_push_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 	}
 	lua_rawgeti(L, w->ctabs, match + 1);
 	if (lua_isnil(L, -1)) {
-		uint32_t m[4], pm[2];
+		const wa_contact *c = &w->cl[match];
+		uint32_t pm[2];
 		lua_pop(L, 1);
-		wa_scan(t, w->cl[match].obj, &wa_ns_set_contact, m);
-		wa_scan(t, wa_obj(t, m[0]), &wa_ns_set_contact_pnames, pm);
+		wa_scan(t, wa_obj(t, c->profile), &wa_ns_set_contact_pnames, pm);
 #if WA_EVENT_CTORS
 		luaL_checkstack(L, 8, "webhook parse");
 		lua_rawgeti(L, w->consts, WA_CONST_CTCTOR);
 		wa_pushstr_or_nil(w, pm[0]);
 		wa_pushstr_or_nil(w, pm[1]);
-		wa_pushstr_or_nil(w, m[1]);
-		wa_pushstr_or_nil(w, m[2]);
-		wa_pushstr_or_nil(w, m[3]);
+		wa_pushstr_or_nil(w, c->id[WA_ID]);
+		wa_pushstr_or_nil(w, c->id[WA_USER_ID]);
+		wa_pushstr_or_nil(w, c->parent);
 		lua_call(L, 5, 1);
 #else
 		lua_createtable(L, 0, 5);
 		wa_setstr(w, K_name, pm[0]);
 		wa_setstr(w, K_username, pm[1]);
-		wa_setstr(w, K_wa_id, m[1]);
-		wa_setstr(w, K_user_id, m[2]);
-		wa_setstr(w, K_parent_user_id, m[3]);
+		wa_setstr(w, K_wa_id, c->id[WA_ID]);
+		wa_setstr(w, K_user_id, c->id[WA_USER_ID]);
+		wa_setstr(w, K_parent_user_id, c->parent);
 #endif
 		lua_pushvalue(L, -1);
 		lua_rawseti(L, w->ctabs, match + 1);
@@ -1916,7 +1917,6 @@ static const luaL_Reg wa_webhook_funcs[] = {
 static wa_nameset *const wa_all_sets[] = {
 	&wa_ns_push_error,
 	&wa_ns_index_contacts,
-	&wa_ns_set_contact,
 	&wa_ns_set_contact_pnames,
 	&wa_ns_set_context,
 	&wa_ns_set_context_rnames,
