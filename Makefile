@@ -130,7 +130,7 @@ ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
 asan:
 	$(MAKE) build LUA=lua5.4 BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
-	LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	bash spec/sanitized.sh env LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		lua5.4 $(BUSTED) --cpath='build/asan/?.so' --exclude-tags=nginx,slow $(BUSTED_ARGS)
 
@@ -139,7 +139,7 @@ asan:
 asan-luajit:
 	$(MAKE) build LUA=luajit BUILD=build/asan-luajit CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
-	LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	bash spec/sanitized.sh env LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		luajit $(BUSTED) --cpath='build/asan-luajit/?.so' --exclude-tags=nginx,slow \
 		spec/core_spec.lua spec/crypto_spec.lua spec/webhook_fixtures_spec.lua \
