@@ -256,88 +256,99 @@ typedef struct {
 #define WA_NAME_MAX 31
 #define WA_SET_MAX 32
 
+/* Slots of a name set's hash table: at least twice WA_SET_MAX, a power of 2. */
+#define WA_SET_SLOTS 64
+
 /*
- * The member names one scan looks for, with an index by length so that a
- * member is compared with the one or two names of its length only.  The
- * indexes are built once per process (wa_sets_init), before any parse.
+ * The member names one scan looks for, in a small open-addressing hash table
+ * keyed by a name's length and words (wa_words), so that a member is mostly
+ * compared with one name, in two word compares.  The tables are built once
+ * per process (wa_sets_init), before any parse.
  */
 typedef struct {
 	const wa_name *names;
 	int n;
 	/* Name indexes + 1, so that a set left out of wa_all_sets finds nothing
 	 * (and its specs fail) instead of looping: */
-	unsigned char bylen[WA_NAME_MAX + 1]; /* first name of each length, or 0 */
-	unsigned char next[WA_SET_MAX];	      /* next name of the same length, or 0 */
+	unsigned char slot[WA_SET_SLOTS];
+	uint64_t head[WA_SET_MAX], tail[WA_SET_MAX];
 } wa_nameset;
 
-#define WA_SET(a) {(a), (int)(sizeof(a) / sizeof((a)[0])), {0}, {0}}
+#define WA_SET(a) {(a), (int)(sizeof(a) / sizeof((a)[0])), {0}, {0}, {0}}
+
+/*
+ * Two words that tell strings of n bytes (1 <= n <= WA_NAME_MAX) apart when
+ * n <= 16, read without going outside the string: the first and the last 8
+ * bytes (overlapping when n < 16); for 4 <= n < 8, the first and the last 4;
+ * below that, the bytes.  Longer strings also need their middle compared.
+ */
+static void wa_words(const char *p, size_t n, uint64_t *head, uint64_t *tail)
+{
+	if (n >= 8) {
+		memcpy(head, p, 8);
+		memcpy(tail, p + n - 8, 8);
+	} else if (n >= 4) {
+		uint32_t a, b;
+		memcpy(&a, p, 4);
+		memcpy(&b, p + n - 4, 4);
+		*head = a;
+		*tail = b;
+	} else {
+		*head = (uint64_t)(unsigned char)p[0] | (uint64_t)(unsigned char)p[n / 2] << 8 |
+			(uint64_t)(unsigned char)p[n - 1] << 16;
+		*tail = 0;
+	}
+}
+
+/* The home slot of a name of len bytes whose first word is head. */
+static unsigned wa_slot_of(uint64_t head, size_t len)
+{
+	return (unsigned)(((head ^ len) * 0x9E3779B97F4A7C15u) >> 58) & (WA_SET_SLOTS - 1);
+}
 
 static void wa_set_index(wa_nameset *set)
 {
 	int i;
-	memset(set->bylen, 0, sizeof set->bylen);
-	/* Backwards, so that each chain runs in list order. */
-	for (i = set->n - 1; i >= 0; i--) {
+	memset(set->slot, 0, sizeof set->slot);
+	for (i = 0; i < set->n; i++) {
 		size_t len = set->names[i].len;
-		set->next[i] = set->bylen[len];
-		set->bylen[len] = (unsigned char)(i + 1);
+		unsigned h;
+		wa_words(set->names[i].s, len, &set->head[i], &set->tail[i]);
+		for (h = wa_slot_of(set->head[i], len); set->slot[h]; h = (h + 1) & (WA_SET_SLOTS - 1))
+			;
+		set->slot[h] = (unsigned char)(i + 1);
 	}
-}
-
-/*
- * a == b for two strings of n bytes (1 <= n <= WA_NAME_MAX), with word loads
- * instead of a memcmp call: member names are short, and this is the walk's
- * innermost loop.  Never reads outside either string.
- */
-static int wa_name_eq(const char *a, const char *b, size_t n)
-{
-	if (n >= 8) {
-		uint64_t x, y;
-		size_t i;
-		for (i = 0; i + 8 < n; i += 8) {
-			memcpy(&x, a + i, 8);
-			memcpy(&y, b + i, 8);
-			if (x != y)
-				return 0;
-		}
-		/* the last 8 bytes, overlapping the previous word when n % 8 != 0 */
-		memcpy(&x, a + n - 8, 8);
-		memcpy(&y, b + n - 8, 8);
-		return x == y;
-	}
-	if (n >= 4) {
-		uint32_t x, y, u, v;
-		memcpy(&x, a, 4);
-		memcpy(&y, b, 4);
-		memcpy(&u, a + n - 4, 4);
-		memcpy(&v, b + n - 4, 4);
-		return x == y && u == v;
-	}
-	return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
 }
 
 /*
  * One pass over the members of object obj: out[i] is the value node of the
  * member named set->names[i] (the last duplicate wins), or 0.  All zero when
- * obj is 0 (absent: never the root here) or not an object.
+ * obj is 0 (absent: never the root here) or not an object.  This is the
+ * walk's innermost loop: it reads the tape words and the string buffer
+ * directly (jtape.h).
  */
 static void wa_scan(const wa_tape *t, uint32_t obj, const wa_nameset *set, uint32_t *out)
 {
-	const wa_name *names = set->names;
+	const uint64_t *w = t->w;
 	uint32_t j, end;
-	int i;
-	for (i = 0; i < set->n; i++)
-		out[i] = 0;
-	if (obj == 0 || wa_jtype(t, obj) != WA_J_OBJ)
+	memset(out, 0, (size_t)set->n * sizeof *out);
+	if (obj == 0 || (int)(w[obj] >> 56) != WA_J_OBJ)
 		return;
 	end = wa_jclose(t, obj);
 	for (j = obj + 1; j < end; j = wa_jskip(t, j + 1)) {
+		const char *k = wa_jstr(t, j);
 		uint32_t len = wa_jlen(t, j);
+		uint64_t head, tail;
+		unsigned h;
+		int i;
 		if (len == 0 || len > WA_NAME_MAX)
 			continue;
-		for (i = set->bylen[len]; i > 0; i = set->next[i - 1]) {
-			if (wa_name_eq(names[i - 1].s, wa_jstr(t, j), len)) {
-				out[i - 1] = j + 1;
+		wa_words(k, len, &head, &tail);
+		for (h = wa_slot_of(head, len); (i = set->slot[h]) != 0; h = (h + 1) & (WA_SET_SLOTS - 1)) {
+			i--;
+			if (set->head[i] == head && set->tail[i] == tail && set->names[i].len == len &&
+			    (len <= 16 || memcmp(set->names[i].s + 8, k + 8, len - 16) == 0)) {
+				out[i] = j + 1;
 				break;
 			}
 		}
