@@ -833,11 +833,20 @@ static int wa_push_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 		match = 0;
 	if (match < 0)
 		return 0;
-	if (lua_isnil(L, w->ctabs)) {
-		lua_createtable(L, w->ncontacts, 0);
-		lua_replace(L, w->ctabs);
+	/*
+	 * The slot holds the change's contact tables made so far: the only
+	 * contact's table itself when there is one (the usual single message),
+	 * else a list of them by contact.
+	 */
+	if (w->ncontacts == 1)
+		lua_pushvalue(L, w->ctabs);
+	else {
+		if (lua_isnil(L, w->ctabs)) {
+			lua_createtable(L, w->ncontacts, 0);
+			lua_replace(L, w->ctabs);
+		}
+		lua_rawgeti(L, w->ctabs, match + 1);
 	}
-	lua_rawgeti(L, w->ctabs, match + 1);
 	if (lua_isnil(L, -1)) {
 		const wa_contact *c = &w->cl[match];
 		uint32_t pm[2];
@@ -861,7 +870,10 @@ static int wa_push_contact(wa_walk *w, uint32_t id, uint32_t user_id)
 		wa_setstr(w, K_parent_user_id, c->parent);
 #endif
 		lua_pushvalue(L, -1);
-		lua_rawseti(L, w->ctabs, match + 1);
+		if (w->ncontacts == 1)
+			lua_replace(L, w->ctabs);
+		else
+			lua_rawseti(L, w->ctabs, match + 1);
 	}
 	return 1;
 }

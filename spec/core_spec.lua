@@ -135,6 +135,43 @@ describe("whatsapp.core", function()
     end)
   end)
 
+  describe("contact tables", function()
+    it("are one per contact and change, shared by that sender's events", function()
+      local function change(contacts, messages, statuses)
+        return ('{"field":"messages","value":{"metadata":{"phone_number_id":"1"},'
+          .. '"contacts":[%s],"messages":[%s],"statuses":[%s]}}'):format(contacts, messages,
+          statuses or "")
+      end
+      local function msg(id, from)
+        return ('{"id":"%s","from":"%s","type":"text","text":{"body":"x"}}'):format(id, from)
+      end
+      local body = '{"object":"whatsapp_business_account","entry":[{"id":"9","changes":['
+        .. change('{"profile":{"name":"A"},"wa_id":"111"}',
+             msg("m1", "111") .. "," .. msg("m2", "111") .. "," .. msg("m3", "999"),
+             '{"id":"s1","status":"read","recipient_id":"111"}') .. ","
+        .. change('{"profile":{"name":"A2"},"wa_id":"111"}', msg("m4", "111")) .. ","
+        .. change('{"profile":{"name":"B"},"wa_id":"222"},{"profile":{"name":"C"},"wa_id":"333"}',
+             msg("m5", "333") .. "," .. msg("m6", "222") .. "," .. msg("m7", "333"))
+        .. ']}]}'
+      local hook = webhook.new{ skip_signature = true }
+      local evs = assert(hook:parse(body))
+      assert.equal(8, #evs)
+      -- one contact in the change: every event of it gets that contact, the same table
+      assert.equal("A", evs[1].contact.name)
+      assert.equal(evs[1].contact, evs[2].contact)
+      assert.equal(evs[1].contact, evs[3].contact)
+      assert.equal(evs[1].contact, evs[4].contact)
+      -- the next change has its own
+      assert.equal("A2", evs[5].contact.name)
+      assert.not_equal(evs[1].contact, evs[5].contact)
+      -- two contacts: one table each, shared by each sender's events
+      assert.equal("C", evs[6].contact.name)
+      assert.equal("B", evs[7].contact.name)
+      assert.equal(evs[6].contact, evs[8].contact)
+      assert.not_equal(evs[6].contact, evs[7].contact)
+    end)
+  end)
+
   describe("raw", function()
     local hook = webhook.new{ app_secret = helpers.SECRET }
     local body = helpers.fixture_raw("webhooks/messages_batch_two_messages.json")
