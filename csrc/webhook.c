@@ -125,6 +125,15 @@ static const char *const wa_strings[] = {WA_STRINGS(WA_NAME)};
 #define WA_CONST_N WA_CONST_WALKFN
 #endif
 
+/*
+ * The slots of a batch's shared metatable (besides __index): the body, the
+ * events' source nodes (packed, see wa_event_src), the parser, its
+ * generation after the parse (see wa_batch_tape), the event -> position map
+ * (made on first use, see wa_event_map), then the batch's own list of its
+ * events: event i at WA_MT_EV0 + i.
+ */
+enum { WA_MT_BODY = 1, WA_MT_SRCS, WA_MT_PARSER, WA_MT_GEN, WA_MT_MAP, WA_MT_EV0 = WA_MT_MAP };
+
 /* What the walk needs at hand. */
 typedef struct {
 	lua_State *L;
@@ -134,7 +143,6 @@ typedef struct {
 	int events;  /* stack index of the result array */
 	int nevents; /* events stored so far */
 	int mt;	     /* stack index of the batch's shared metatable */
-	int evs;     /* stack index of the batch's own list of its events */
 	uint32_t src; /* source node of the event being built (wa_begin_event) */
 	/* stack indexes of per-change strings, pushed once and reused (0 = none) */
 	int s_field, s_waba, s_pnid, s_dpn;
@@ -636,7 +644,7 @@ static void wa_end_event(wa_walk *w)
 {
 	wa_note_src(w, w->src);
 	lua_pushvalue(w->L, -1);
-	lua_rawseti(w->L, w->evs, w->nevents + 1);
+	lua_rawseti(w->L, w->mt, WA_MT_EV0 + w->nevents + 1);
 	lua_rawseti(w->L, w->events, ++w->nevents);
 }
 
@@ -661,9 +669,10 @@ static void wa_pushslot_or_nil(wa_walk *w, int idx)
 
 /*
  * Note the new event's source node (src, an object), and push constructor
- * ctor and its first arguments, the ones of every event: events, the batch's
- * own list of them, n, the batch metatable, field, waba_id, entry_time,
- * phone_number_id, display_phone_number.  9 values after ctor.
+ * ctor and its first arguments, the ones of every event: events, n, the
+ * batch metatable (which also holds the batch's own list of its events),
+ * field, waba_id, entry_time, phone_number_id, display_phone_number.  8
+ * values after ctor.
  */
 static void wa_ctor_begin(wa_walk *w, int ctor, uint32_t src)
 {
@@ -672,7 +681,6 @@ static void wa_ctor_begin(wa_walk *w, int ctor, uint32_t src)
 	wa_note_src(w, src);
 	lua_rawgeti(L, w->consts, ctor);
 	lua_pushvalue(L, w->events);
-	lua_pushvalue(L, w->evs);
 	lua_pushinteger(L, ++w->nevents);
 	lua_pushvalue(L, w->mt);
 	wa_pushslot_or_nil(w, w->s_field);
@@ -689,28 +697,30 @@ static void wa_ctor_begin(wa_walk *w, int ctor, uint32_t src)
  * The constructors (Lua, loaded once per state by wa_webhook_open).  message
  * and status make the event, give it the batch metatable (the source of a
  * message or status is always an object), append it to the events and to
- * the batch's own list, and return it; contact makes a contact table.
+ * the batch's own list (in the metatable, from WA_MT_EV0 + 1 on), and return
+ * it; contact makes a contact table.
  */
+typedef char wa_ctor_chunk_knows_wa_mt_ev0[WA_MT_EV0 == 5 ? 1 : -1];
 static const char wa_ctor_chunk[] =
     "local setmetatable = setmetatable\n"
-    "local function message(events, evs, n, mt, field, waba_id, entry_time, pnid, dpn,\n"
+    "local function message(events, n, mt, field, waba_id, entry_time, pnid, dpn,\n"
     "                       id, from, from_user_id, timestamp, contact, type, text)\n"
     "  local ev = { kind = 'message', field = field, waba_id = waba_id, entry_time = entry_time,\n"
     "    phone_number_id = pnid, display_phone_number = dpn, id = id, from = from,\n"
     "    from_user_id = from_user_id, timestamp = timestamp, contact = contact,\n"
     "    type = type, text = text }\n"
     "  events[n] = setmetatable(ev, mt)\n"
-    "  evs[n] = ev\n"
+    "  mt[n + 5] = ev\n"
     "  return ev\n"
     "end\n"
-    "local function status(events, evs, n, mt, field, waba_id, entry_time, pnid, dpn,\n"
+    "local function status(events, n, mt, field, waba_id, entry_time, pnid, dpn,\n"
     "                      st, id, timestamp, recipient_id, recipient_user_id, contact)\n"
     "  local ev = { kind = 'status', field = field, waba_id = waba_id, entry_time = entry_time,\n"
     "    phone_number_id = pnid, display_phone_number = dpn, type = st or 'unknown', status = st,\n"
     "    id = id, timestamp = timestamp, recipient_id = recipient_id,\n"
     "    recipient_user_id = recipient_user_id, contact = contact }\n"
     "  events[n] = setmetatable(ev, mt)\n"
-    "  evs[n] = ev\n"
+    "  mt[n + 5] = ev\n"
     "  return ev\n"
     "end\n"
     "local function contact(name, username, wa_id, user_id, parent_user_id)\n"
@@ -1220,7 +1230,7 @@ static void wa_message_event(wa_walk *w, uint32_t msg)
 			lua_pushnil(w->L);
 			lua_pushnil(w->L);
 		}
-		lua_call(w->L, 16, 1);
+		lua_call(w->L, 15, 1);
 		wa_setstr(w, K_from_parent_user_id, m[M_FROM_PARENT]);
 		wa_setstr(w, K_group_id, m[M_GROUP_ID]);
 		wa_set_context(w, wa_obj(t, m[M_CONTEXT]));
@@ -1296,7 +1306,7 @@ static void wa_status_event(wa_walk *w, uint32_t st)
 		wa_pushstr_or_nil(w, m[4]);
 		if (!wa_push_contact(w, wa_str(t, m[3]), wa_str(t, m[4])))
 			lua_pushnil(w->L);
-		lua_call(w->L, 15, 1);
+		lua_call(w->L, 14, 1);
 	}
 	wa_setstr(w, K_parent_recipient_user_id, m[5]);
 	wa_setstr(w, K_recipient_participant_id, m[6]);
@@ -1525,31 +1535,32 @@ static int wa_count_events(const wa_tape *t)
  * Push the table of the batch whose metatable is at mt_idx that maps each
  * event to its position in the batch (negated once its lazy fields are
  * decoded).  Made on first use, from the batch's own list of its events
- * (mt[2], which the caller's list may no longer match), and kept in mt[6]:
+ * (which the caller's list may no longer match), and kept in the metatable:
  * so a parse that nobody reads `raw` from costs no table keyed by event.
  */
 static void wa_event_map(lua_State *L, int mt_idx)
 {
-	lua_rawgeti(L, mt_idx, 6);
+	size_t n;
+	int i;
+	lua_rawgeti(L, mt_idx, WA_MT_MAP);
 	if (lua_istable(L, -1))
 		return;
 	lua_pop(L, 1);
-	lua_rawgeti(L, mt_idx, 2);
-	if (lua_istable(L, -1)) {
-		int i, n = (int)wa_rawlen(L, -1);
-		lua_createtable(L, 0, n);
-		for (i = 1; i <= n; i++) {
-			lua_rawgeti(L, -2, i);
-			lua_pushinteger(L, i);
-			lua_rawset(L, -3);
+	lua_rawgeti(L, mt_idx, WA_MT_SRCS);
+	n = wa_rawlen(L, -1) / sizeof(uint32_t); /* the batch's event count */
+	lua_pop(L, 1);
+	lua_createtable(L, 0, (int)n);
+	for (i = 1; (size_t)i <= n; i++) {
+		lua_rawgeti(L, mt_idx, WA_MT_EV0 + i);
+		if (lua_isnil(L, -1)) {
+			lua_pop(L, 1);
+			break;
 		}
-		lua_remove(L, -2);
-	} else {
-		lua_pop(L, 1);
-		lua_newtable(L);
+		lua_pushinteger(L, i);
+		lua_rawset(L, -3);
 	}
 	lua_pushvalue(L, -1);
-	lua_rawseti(L, mt_idx, 6);
+	lua_rawseti(L, mt_idx, WA_MT_MAP);
 }
 
 /*
@@ -1569,7 +1580,7 @@ static int wa_event_src(lua_State *L, int mt_idx, uint32_t *node, int *done)
 	*done = pos < 0;
 	if (pos < 0)
 		pos = -pos;
-	lua_rawgeti(L, mt_idx, 5);
+	lua_rawgeti(L, mt_idx, WA_MT_SRCS);
 	srcs = lua_tolstring(L, -1, &len);
 	*node = 0;
 	if (srcs != NULL && pos > 0 && (size_t)pos <= len / sizeof(uint32_t))
@@ -1609,17 +1620,17 @@ static wa_parser *wa_batch_tape(lua_State *L, int mt_idx)
 	const char *body;
 	wa_parser *p;
 	char err[200];
-	lua_rawgeti(L, mt_idx, 1);
+	lua_rawgeti(L, mt_idx, WA_MT_BODY);
 	body = lua_tolstring(L, -1, &blen);
 	lua_pop(L, 1);
 	if (body == NULL)
 		return NULL;
-	lua_rawgeti(L, mt_idx, 3);
+	lua_rawgeti(L, mt_idx, WA_MT_PARSER);
 	p = (wa_parser *)luaL_testudata(L, -1, WA_PARSER_MT);
 	lua_pop(L, 1);
 	if (p != NULL && !p->busy && !p->closed) {
 		lua_Integer gen;
-		lua_rawgeti(L, mt_idx, 4);
+		lua_rawgeti(L, mt_idx, WA_MT_GEN);
 		gen = lua_tointeger(L, -1);
 		lua_pop(L, 1);
 		if (gen == p->gen && p->tape.n > 0) {
@@ -1633,7 +1644,7 @@ static wa_parser *wa_batch_tape(lua_State *L, int mt_idx)
 	if (!wa_tape_parse(&p->tape, body, blen, err, sizeof err))
 		return NULL;
 	lua_pushinteger(L, p->gen);
-	lua_rawseti(L, mt_idx, 4);
+	lua_rawseti(L, mt_idx, WA_MT_GEN);
 	p->busy = 1;
 	return p;
 }
@@ -1802,25 +1813,24 @@ static int wa_parser_walk(lua_State *L)
 	w.consts = 5;
 	n = wa_count_events(&p->tape);
 	/*
-	 * The batch's shared metatable: __index, [1] the body, [2] the batch's
-	 * own list of its events, [3] the parser, [4] its generation now (see
-	 * wa_batch_tape), [5] the events' source nodes (packed, see wa_event_src).
+	 * The batch's shared metatable: __index and the WA_MT_* slots; the
+	 * sources come after the walk.
 	 */
-	lua_createtable(L, 6, 1);
+	lua_createtable(L, WA_MT_EV0 + n, 1);
 	lua_pushliteral(L, "__index");
 	lua_rawgeti(L, w.consts, WA_CONST_INDEXFN);
 	lua_rawset(L, -3);
 	lua_pushvalue(L, 2);
-	lua_rawseti(L, -2, 1);
+	lua_rawseti(L, -2, WA_MT_BODY);
+	lua_pushboolean(L, 0); /* (keeps the array part a sequence until the sources come) */
+	lua_rawseti(L, -2, WA_MT_SRCS);
 	lua_pushvalue(L, 1);
-	lua_rawseti(L, -2, 3);
+	lua_rawseti(L, -2, WA_MT_PARSER);
 	lua_pushinteger(L, p->gen);
-	lua_rawseti(L, -2, 4);
+	lua_rawseti(L, -2, WA_MT_GEN);
+	lua_pushboolean(L, 0); /* (the map, made on first use) */
+	lua_rawseti(L, -2, WA_MT_MAP);
 	w.mt = lua_gettop(L);
-	lua_createtable(L, n, 0);
-	w.evs = lua_gettop(L);
-	lua_pushvalue(L, -1);
-	lua_rawseti(L, w.mt, 2);
 	lua_createtable(L, n, 0);
 	w.events = lua_gettop(L);
 	ok = wa_walk_envelope(&w);
@@ -1832,7 +1842,7 @@ static int wa_parser_walk(lua_State *L)
 		return 3;
 	}
 	lua_pushlstring(L, (const char *)p->srcs, (size_t)w.nevents * sizeof(uint32_t));
-	lua_rawseti(L, w.mt, 5);
+	lua_rawseti(L, w.mt, WA_MT_SRCS);
 	return 1;
 }
 
