@@ -576,9 +576,9 @@ static void wa_set_errors(wa_walk *w, uint32_t arr)
 /* ---- events -------------------------------------------------------------- */
 
 /*
- * Start an event table with the fields every event has, and remember the
- * span of its source for `raw` and the lazy fields.  Leaves the table on the
- * stack.
+ * Start an event table with the fields every event has, and remember its
+ * source node for `raw` and the lazy fields (wa_end_event notes it).  Leaves
+ * the table on the stack.
  */
 static void wa_begin_event(wa_walk *w, int kind, uint32_t src)
 {
@@ -1607,8 +1607,8 @@ static void wa_event_done(lua_State *L, int mt_idx)
 }
 
 /*
- * The tape of the batch whose metatable is at mt_idx (mt[1] the body, mt[3]
- * the parser, mt[4] the parser's generation after that parse), marked busy.
+ * The tape of the batch whose metatable is at mt_idx (WA_MT_BODY, _PARSER and
+ * _GEN: the body, the parser, its generation after that parse), marked busy.
  * When the parser has parsed something else since, the body is parsed again
  * (the same text gives the same node indexes); when the parser is in use or
  * gone, a temporary one is pushed and used.  Returns NULL if the body no
