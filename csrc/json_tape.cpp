@@ -23,6 +23,7 @@
 
 #include <simdjson.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -227,18 +228,20 @@ bool same_tape(const wa_tape &a, const wa_tape &b)
 
 /*
  * Whether simdjson's tape can be read directly: 1 yes, 0 no, -1 not known
- * yet.  Decided on first use by writing a document with every kind of value
- * both ways.  (A race between threads only computes it twice.)
+ * yet.  Decided on first use (and again after wa_tape_direct(1)) by writing a
+ * document with every kind of value both ways.  Atomic, so that threads
+ * parsing at once may each decide it, but never see it half written.
  */
-int direct = -1;
+std::atomic<int> direct{-1};
 
 bool tape_direct()
 {
 	static const char sample[] =
 	    "{\"a\":[1,-2,18446744073709551615,2.5,true,false,null,\"x\\u00e9y\"],"
 	    "\"b\":{},\"c\":[],\"d\":{\"e\":[{\"f\":\"\"}]},\"g\":\"h\",\"i\":[[0]]}";
-	if (direct >= 0)
-		return direct == 1;
+	int known = direct.load(std::memory_order_relaxed);
+	if (known >= 0)
+		return known == 1;
 	simdjson::dom::parser p;
 	element root;
 	wa_tape viadom{}, viatape{};
@@ -249,7 +252,7 @@ bool tape_direct()
 	}
 	std::free(viadom.own_w);
 	std::free(viadom.own_s);
-	direct = ok ? 1 : 0;
+	direct.store(ok ? 1 : 0, std::memory_order_relaxed);
 	return ok;
 }
 
@@ -285,7 +288,10 @@ extern "C" int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err
 {
 	try {
 		auto *p = static_cast<simdjson::dom::parser *>(t->impl);
+		/* Until this parse succeeds the tape holds nothing (and points nowhere). */
 		t->n = 0;
+		t->w = nullptr;
+		t->s = nullptr;
 		if (len >= UINT32_MAX) {
 			std::snprintf(err, errlen, "body too large to parse");
 			return 0;
@@ -310,6 +316,8 @@ extern "C" int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err
 		writer wr{t};
 		if (!wr.document(root)) {
 			t->n = 0;
+			t->w = nullptr;
+			t->s = nullptr;
 			fail(err, errlen, simdjson::MEMALLOC);
 			return 0;
 		}
@@ -317,6 +325,8 @@ extern "C" int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err
 	} catch (...) {
 		/* Nothing above is meant to throw; never let it cross into C. */
 		t->n = 0;
+		t->w = nullptr;
+		t->s = nullptr;
 		fail(err, errlen, simdjson::MEMALLOC);
 		return 0;
 	}
@@ -357,8 +367,8 @@ extern "C" void wa_tape_free(wa_tape *t)
 extern "C" int wa_tape_direct(int set)
 {
 	if (set == 0)
-		direct = 0;
+		direct.store(0, std::memory_order_relaxed);
 	else if (set > 0)
-		direct = -1;
+		direct.store(-1, std::memory_order_relaxed);
 	return tape_direct() ? 1 : 0;
 }

@@ -16,17 +16,18 @@
  * as "entry[1].changes[2].value.messages[3]".  Leaf fields of an unexpected
  * type are just left out of the flat event; `raw` still has them.
  *
- * Speed: every key and fixed value string is interned once, in a constants
- * table (an upvalue of parse), and stored with lua_rawset; each object of the
+ * Speed: every key and fixed value string is interned once, as an upvalue of
+ * the walk, and stored with lua_rawset; each object of the
  * payload is scanned once for all the members the walk needs; the contacts of
  * a change are indexed once and each contact table is built once per change
  * and shared by the events of that sender.  Under LuaJIT, message, status and
  * contact tables come from Lua table constructors instead (WA_EVENT_CTORS),
  * which LuaJIT copies from a template with the keys in place.
  *
- * Memory: the tape's buffers (and the contact index) belong to a userdata (a
- * "Parser"), so a Lua memory error raised while building events cannot leak
- * them; the parser is kept between calls to avoid a malloc per webhook.
+ * Memory: the tape's buffers (and the contact index and the events' source
+ * nodes) belong to a userdata (a "Parser"), so a Lua memory error raised
+ * while building events cannot leak them; the parser is kept between calls
+ * to avoid a malloc per webhook.
  */
 #include "wa.h"
 #include "json.h"
@@ -101,10 +102,8 @@ enum { WA_STRINGS(WA_ENUM) K__COUNT };
 #define WA_NAME(n) #n,
 static const char *const wa_strings[] = {WA_STRINGS(WA_NAME)};
 #undef WA_NAME
-/* Index of the events' __index function in the constants table. */
-#define WA_CONST_INDEXFN (K__COUNT + 1)
 /* Index of wa_parser_walk, the protected part of parse. */
-#define WA_CONST_WALKFN (K__COUNT + 2)
+#define WA_CONST_WALKFN (K__COUNT + 1)
 
 /*
  * Under LuaJIT, creating an event with a Lua table constructor (a template
@@ -116,9 +115,9 @@ static const char *const wa_strings[] = {WA_STRINGS(WA_NAME)};
  */
 #if defined(LUA_JITLIBNAME) /* LuaJIT's lualib.h */
 #define WA_EVENT_CTORS 1
-#define WA_CONST_MSGCTOR (K__COUNT + 3)
-#define WA_CONST_STCTOR (K__COUNT + 4)
-#define WA_CONST_CTCTOR (K__COUNT + 5)
+#define WA_CONST_MSGCTOR (K__COUNT + 2)
+#define WA_CONST_STCTOR (K__COUNT + 3)
+#define WA_CONST_CTCTOR (K__COUNT + 4)
 #define WA_CONST_N WA_CONST_CTCTOR
 #else
 #define WA_EVENT_CTORS 0
@@ -126,13 +125,16 @@ static const char *const wa_strings[] = {WA_STRINGS(WA_NAME)};
 #endif
 
 /*
- * The slots of a batch's shared metatable (besides __index): the body, the
- * events' source nodes (packed, see wa_event_src), the parser, its
- * generation after the parse (see wa_batch_tape), the event -> position map
- * (made on first use, see wa_event_map), then the batch's own list of its
- * events: event i at WA_MT_EV0 + i.
+ * A batch's events share one metatable, whose array part is the batch's own
+ * list of its events and whose __index (wa_event_index) is a closure per
+ * batch with these upvalues: the body, the events' source nodes (packed,
+ * see wa_event_src), the parser, its generation after the parse (see
+ * wa_batch_tape), the metatable (the list), and the event -> position map
+ * (made on first use, see wa_event_map).  Lua code can reach the metatable
+ * but not the upvalues, so it cannot point a lazy field at a word of the
+ * tape that is not a node, nor at another body's tape.
  */
-enum { WA_MT_BODY = 1, WA_MT_SRCS, WA_MT_PARSER, WA_MT_GEN, WA_MT_MAP, WA_MT_EV0 = WA_MT_MAP };
+enum { WA_UP_BODY = 1, WA_UP_SRCS, WA_UP_PARSER, WA_UP_GEN, WA_UP_LIST, WA_UP_MAP, WA_UP_N = WA_UP_MAP };
 
 /* What the walk needs at hand. */
 typedef struct {
@@ -154,7 +156,7 @@ typedef struct {
 	wa_contact *cl;		/* the indexed contacts */
 	uint32_t *by[2];	/* by WA_ID, WA_USER_ID: tables of cmask + 1 slots */
 	uint32_t cmask;
-	int ctabs;     /* stack slot of the contact-table cache (nil until used) */
+	int ctabs;     /* stack slot of the contact tables made so far (see wa_push_contact) */
 	int ei, ci;    /* entry / change being walked (1-based), for error paths */
 	char path[160];
 	char err[200];
@@ -314,10 +316,24 @@ static unsigned wa_slot_of(uint64_t head, size_t len)
 	return (unsigned)(((head ^ len) * 0x9E3779B97F4A7C15u) >> 58) & (WA_SET_SLOTS - 1);
 }
 
-static void wa_set_index(wa_nameset *set)
+/*
+ * Index a name set; 0 (and an empty set, which finds nothing) when it breaks
+ * the limits above: a set of the walk's own, so wa_webhook_open refuses to
+ * load instead.
+ */
+static int wa_set_index(wa_nameset *set)
 {
 	int i;
 	memset(set->slot, 0, sizeof set->slot);
+	if (set->n > WA_SET_MAX) {
+		set->n = 0;
+		return 0;
+	}
+	for (i = 0; i < set->n; i++)
+		if (set->names[i].len == 0 || set->names[i].len > WA_NAME_MAX) {
+			set->n = 0;
+			return 0;
+		}
 	for (i = 0; i < set->n; i++) {
 		size_t len = set->names[i].len;
 		unsigned h;
@@ -326,6 +342,7 @@ static void wa_set_index(wa_nameset *set)
 			;
 		set->slot[h] = (unsigned char)(i + 1);
 	}
+	return 1;
 }
 
 /*
@@ -616,11 +633,11 @@ static void wa_begin_event(wa_walk *w, int kind, uint32_t src)
 }
 
 /*
- * Note the source node of event w->nevents + 1 (0 for none).  The batch's
- * metatable keeps the batch's own list of its events and the source of each
- * (wa_walk_envelope stores them); wa_event_src finds an event's source from
- * them, on first access to a lazy field.  Parsing the same body again gives
- * the same node indexes (wa_batch_tape).
+ * Note the source node of event w->nevents + 1 (0 for none), in the parser's
+ * buffer; wa_parser_walk packs them into an upvalue of the batch's __index
+ * once the walk is done (see WA_UP_*), and wa_event_src finds an event's
+ * source there on first access to a lazy field.  Parsing the same body again
+ * gives the same node indexes (wa_batch_tape).
  */
 static void wa_note_src(wa_walk *w, uint32_t src)
 {
@@ -644,7 +661,7 @@ static void wa_end_event(wa_walk *w)
 {
 	wa_note_src(w, w->src);
 	lua_pushvalue(w->L, -1);
-	lua_rawseti(w->L, w->mt, WA_MT_EV0 + w->nevents + 1);
+	lua_rawseti(w->L, w->mt, w->nevents + 1);
 	lua_rawseti(w->L, w->events, ++w->nevents);
 }
 
@@ -697,10 +714,9 @@ static void wa_ctor_begin(wa_walk *w, int ctor, uint32_t src)
  * The constructors (Lua, loaded once per state by wa_webhook_open).  message
  * and status make the event, give it the batch metatable (the source of a
  * message or status is always an object), append it to the events and to
- * the batch's own list (in the metatable, from WA_MT_EV0 + 1 on), and return
- * it; contact makes a contact table.
+ * the batch's own list (the metatable's array part), and return it; contact
+ * makes a contact table.
  */
-typedef char wa_ctor_chunk_knows_wa_mt_ev0[WA_MT_EV0 == 5 ? 1 : -1];
 static const char wa_ctor_chunk[] =
     "local setmetatable = setmetatable\n"
     "local function message(events, n, mt, field, waba_id, entry_time, pnid, dpn,\n"
@@ -710,7 +726,7 @@ static const char wa_ctor_chunk[] =
     "    from_user_id = from_user_id, timestamp = timestamp, contact = contact,\n"
     "    type = type, text = text }\n"
     "  events[n] = setmetatable(ev, mt)\n"
-    "  mt[n + 5] = ev\n"
+    "  mt[n] = ev\n"
     "  return ev\n"
     "end\n"
     "local function status(events, n, mt, field, waba_id, entry_time, pnid, dpn,\n"
@@ -720,7 +736,7 @@ static const char wa_ctor_chunk[] =
     "    id = id, timestamp = timestamp, recipient_id = recipient_id,\n"
     "    recipient_user_id = recipient_user_id, contact = contact }\n"
     "  events[n] = setmetatable(ev, mt)\n"
-    "  mt[n + 5] = ev\n"
+    "  mt[n] = ev\n"
     "  return ev\n"
     "end\n"
     "local function contact(name, username, wa_id, user_id, parent_user_id)\n"
@@ -1532,26 +1548,24 @@ static int wa_count_events(const wa_tape *t)
 /* ---- the Lua side -------------------------------------------------------- */
 
 /*
- * Push the table of the batch whose metatable is at mt_idx that maps each
- * event to its position in the batch (negated once its lazy fields are
- * decoded).  Made on first use, from the batch's own list of its events
- * (which the caller's list may no longer match), and kept in the metatable:
- * so a parse that nobody reads `raw` from costs no table keyed by event.
+ * Push the table that maps each event of the batch to its position in it
+ * (negated once its lazy fields are decoded).  Made on first use, from the
+ * batch's own list of its events (which the caller's list may no longer
+ * match), and kept as an upvalue of __index: so a parse that nobody reads
+ * `raw` from costs no table keyed by event.
  */
-static void wa_event_map(lua_State *L, int mt_idx)
+static void wa_event_map(lua_State *L)
 {
 	size_t n;
 	int i;
-	lua_rawgeti(L, mt_idx, WA_MT_MAP);
+	lua_pushvalue(L, lua_upvalueindex(WA_UP_MAP));
 	if (lua_istable(L, -1))
 		return;
 	lua_pop(L, 1);
-	lua_rawgeti(L, mt_idx, WA_MT_SRCS);
-	n = wa_rawlen(L, -1) / sizeof(uint32_t); /* the batch's event count */
-	lua_pop(L, 1);
+	n = wa_rawlen(L, lua_upvalueindex(WA_UP_SRCS)) / sizeof(uint32_t); /* the event count */
 	lua_createtable(L, 0, (int)n);
 	for (i = 1; (size_t)i <= n; i++) {
-		lua_rawgeti(L, mt_idx, WA_MT_EV0 + i);
+		lua_rawgeti(L, lua_upvalueindex(WA_UP_LIST), i);
 		if (lua_isnil(L, -1)) {
 			lua_pop(L, 1);
 			break;
@@ -1560,79 +1574,73 @@ static void wa_event_map(lua_State *L, int mt_idx)
 		lua_rawset(L, -3);
 	}
 	lua_pushvalue(L, -1);
-	lua_rawseti(L, mt_idx, WA_MT_MAP);
+	lua_replace(L, lua_upvalueindex(WA_UP_MAP));
 }
 
-/*
- * The source node of event 1, from its batch's metatable (at mt_idx): 1 when
- * it has one.  *done is set once its lazy fields are decoded.
- */
-static int wa_event_src(lua_State *L, int mt_idx, uint32_t *node, int *done)
+/* Event 1's position in its batch (0 if it is not one), and whether it is done. */
+static uint32_t wa_event_pos(lua_State *L, int *done)
 {
 	lua_Integer pos;
-	size_t len;
-	const char *srcs;
-	wa_event_map(L, mt_idx);
+	wa_event_map(L);
 	lua_pushvalue(L, 1);
 	lua_rawget(L, -2);
 	pos = lua_tointeger(L, -1);
 	lua_pop(L, 2);
 	*done = pos < 0;
-	if (pos < 0)
-		pos = -pos;
-	lua_rawgeti(L, mt_idx, WA_MT_SRCS);
-	srcs = lua_tolstring(L, -1, &len);
-	*node = 0;
-	if (srcs != NULL && pos > 0 && (size_t)pos <= len / sizeof(uint32_t))
-		memcpy(node, srcs + (size_t)(pos - 1) * sizeof(uint32_t), sizeof(uint32_t));
-	lua_pop(L, 1); /* (the string stays referenced by the metatable) */
-	return *node != 0;
-}
-
-/* Mark event 1's lazy fields as decoded, in its batch's metatable (at mt_idx). */
-static void wa_event_done(lua_State *L, int mt_idx)
-{
-	lua_Integer pos;
-	wa_event_map(L, mt_idx);
-	lua_pushvalue(L, 1);
-	lua_rawget(L, -2);
-	pos = lua_tointeger(L, -1);
-	lua_pop(L, 1);
-	if (pos > 0) {
-		lua_pushvalue(L, 1);
-		lua_pushinteger(L, -pos);
-		lua_rawset(L, -3);
-	}
-	lua_pop(L, 1);
+	if (pos < -(lua_Integer)UINT32_MAX || pos > (lua_Integer)UINT32_MAX)
+		return 0;
+	return (uint32_t)(pos < 0 ? -pos : pos);
 }
 
 /*
- * The tape of the batch whose metatable is at mt_idx (WA_MT_BODY, _PARSER and
- * _GEN: the body, the parser, its generation after that parse), marked busy.
- * When the parser has parsed something else since, the body is parsed again
- * (the same text gives the same node indexes); when the parser is in use or
- * gone, a temporary one is pushed and used.  Returns NULL if the body no
- * longer parses (it always does: it did once).
+ * The source node of event 1: 1 when it has one.  *done is set once its lazy
+ * fields are decoded.  The sources are the walk's, in an upvalue that Lua
+ * code cannot reach: each is a real container node of the batch's body.
  */
-static wa_parser *wa_batch_tape(lua_State *L, int mt_idx)
+static int wa_event_src(lua_State *L, uint32_t *node, int *done)
+{
+	size_t len;
+	uint32_t pos = wa_event_pos(L, done);
+	const char *srcs = lua_tolstring(L, lua_upvalueindex(WA_UP_SRCS), &len);
+	*node = 0;
+	if (srcs != NULL && pos > 0 && pos <= len / sizeof(uint32_t))
+		memcpy(node, srcs + (size_t)(pos - 1) * sizeof(uint32_t), sizeof(uint32_t));
+	return *node != 0;
+}
+
+/* Mark event 1's lazy fields as decoded. */
+static void wa_event_done(lua_State *L)
+{
+	int done;
+	uint32_t pos = wa_event_pos(L, &done);
+	if (pos > 0 && !done) {
+		wa_event_map(L);
+		lua_pushvalue(L, 1);
+		lua_pushinteger(L, -(lua_Integer)pos);
+		lua_rawset(L, -3);
+		lua_pop(L, 1);
+	}
+}
+
+/*
+ * The tape of the batch (upvalues of __index: the body, the parser and its
+ * generation after that parse), marked busy.  When the parser has parsed
+ * something else since, the body is parsed again (the same text gives the
+ * same node indexes); when the parser is in use or gone, a temporary one is
+ * pushed and used.  Returns NULL if the body no longer parses (it always
+ * does: it did once).
+ */
+static wa_parser *wa_batch_tape(lua_State *L)
 {
 	size_t blen;
-	const char *body;
+	const char *body = lua_tolstring(L, lua_upvalueindex(WA_UP_BODY), &blen);
 	wa_parser *p;
 	char err[200];
-	lua_rawgeti(L, mt_idx, WA_MT_BODY);
-	body = lua_tolstring(L, -1, &blen);
-	lua_pop(L, 1);
 	if (body == NULL)
 		return NULL;
-	lua_rawgeti(L, mt_idx, WA_MT_PARSER);
-	p = (wa_parser *)luaL_testudata(L, -1, WA_PARSER_MT);
-	lua_pop(L, 1);
+	p = (wa_parser *)luaL_testudata(L, lua_upvalueindex(WA_UP_PARSER), WA_PARSER_MT);
 	if (p != NULL && !p->busy && !p->closed) {
-		lua_Integer gen;
-		lua_rawgeti(L, mt_idx, WA_MT_GEN);
-		gen = lua_tointeger(L, -1);
-		lua_pop(L, 1);
+		lua_Integer gen = lua_tointeger(L, lua_upvalueindex(WA_UP_GEN));
 		if (gen == p->gen && p->tape.n > 0) {
 			p->busy = 1;
 			return p;
@@ -1644,7 +1652,7 @@ static wa_parser *wa_batch_tape(lua_State *L, int mt_idx)
 	if (!wa_tape_parse(&p->tape, body, blen, err, sizeof err))
 		return NULL;
 	lua_pushinteger(L, p->gen);
-	lua_rawseti(L, mt_idx, WA_MT_GEN);
+	lua_replace(L, lua_upvalueindex(WA_UP_GEN));
 	p->busy = 1;
 	return p;
 }
@@ -1658,10 +1666,9 @@ static const char *const wa_lazy_change[] = {"value", NULL};
  * Decode event 1's lazy fields from its source node, and store them in the
  * event.  `whole`: the source itself is the (single) lazy field.
  */
-static void wa_event_decode(lua_State *L, int mt_idx, const char *const *names, int whole,
-			    uint32_t node)
+static void wa_event_decode(lua_State *L, const char *const *names, int whole, uint32_t node)
 {
-	wa_parser *p = wa_batch_tape(L, mt_idx);
+	wa_parser *p = wa_batch_tape(L);
 	const wa_tape *t;
 	if (p == NULL)
 		return;
@@ -1685,14 +1692,15 @@ static void wa_event_decode(lua_State *L, int mt_idx, const char *const *names, 
 		}
 	}
 	p->busy = 0;
-	wa_event_done(L, mt_idx);
+	wa_event_done(L);
 }
 
 /*
- * __index of every event.  `raw` (the event's whole source) and the lazy
- * generic copies of the event's kind (all at once) are decoded from the
- * batch's tape on first access, then stored in the event.  Any other missing
- * key is nil.
+ * __index of every event of a batch: a closure per batch, whose upvalues
+ * (WA_UP_*) hold what finding an event's source needs.  `raw` (the event's
+ * whole source) and the lazy generic copies of the event's kind (all at
+ * once) are decoded from the batch's tape on first access, then stored in
+ * the event.  Any other missing key is nil.
  */
 static int wa_event_index(lua_State *L)
 {
@@ -1701,17 +1709,17 @@ static int wa_event_index(lua_State *L)
 	const char *const *names = NULL;
 	uint32_t node;
 	int done, i, whole = 0;
-	if (lua_type(L, 2) != LUA_TSTRING)
+	if (lua_type(L, 2) != LUA_TSTRING || !lua_istable(L, 1))
 		return 0;
 	k = lua_tolstring(L, 2, &klen);
-	if (klen < 3 || klen > 12 || !lua_getmetatable(L, 1))
+	if (klen < 3 || klen > 12)
 		return 0;
-	lua_settop(L, 3);
+	lua_settop(L, 2);
 	if (klen == 3 && memcmp(k, "raw", 3) == 0) {
 		wa_parser *p;
-		if (!wa_event_src(L, 3, &node, &done))
+		if (!wa_event_src(L, &node, &done))
 			return 0;
-		p = wa_batch_tape(L, 3);
+		p = wa_batch_tape(L);
 		if (p == NULL)
 			return 0;
 		if (node >= p->tape.n) {
@@ -1744,9 +1752,9 @@ static int wa_event_index(lua_State *L)
 			break;
 	if (names[i] == NULL)
 		return 0;
-	if (!wa_event_src(L, 3, &node, &done) || done)
+	if (!wa_event_src(L, &node, &done) || done)
 		return 0;
-	wa_event_decode(L, 3, names, whole, node);
+	wa_event_decode(L, names, whole, node);
 	lua_settop(L, 2);
 	lua_rawget(L, 1);
 	return 1;
@@ -1812,24 +1820,8 @@ static int wa_parser_walk(lua_State *L)
 	w.p = p;
 	w.consts = 5;
 	n = wa_count_events(&p->tape);
-	/*
-	 * The batch's shared metatable: __index and the WA_MT_* slots; the
-	 * sources come after the walk.
-	 */
-	lua_createtable(L, WA_MT_EV0 + n, 1);
-	lua_pushliteral(L, "__index");
-	lua_rawgeti(L, w.consts, WA_CONST_INDEXFN);
-	lua_rawset(L, -3);
-	lua_pushvalue(L, 2);
-	lua_rawseti(L, -2, WA_MT_BODY);
-	lua_pushboolean(L, 0); /* (keeps the array part a sequence until the sources come) */
-	lua_rawseti(L, -2, WA_MT_SRCS);
-	lua_pushvalue(L, 1);
-	lua_rawseti(L, -2, WA_MT_PARSER);
-	lua_pushinteger(L, p->gen);
-	lua_rawseti(L, -2, WA_MT_GEN);
-	lua_pushboolean(L, 0); /* (the map, made on first use) */
-	lua_rawseti(L, -2, WA_MT_MAP);
+	/* The batch's shared metatable: its __index comes after the walk. */
+	lua_createtable(L, n, 1);
 	w.mt = lua_gettop(L);
 	lua_createtable(L, n, 0);
 	w.events = lua_gettop(L);
@@ -1841,8 +1833,15 @@ static int wa_parser_walk(lua_State *L)
 		lua_pushstring(L, w.path);
 		return 3;
 	}
+	lua_pushliteral(L, "__index");
+	lua_pushvalue(L, 2);
 	lua_pushlstring(L, (const char *)p->srcs, (size_t)w.nevents * sizeof(uint32_t));
-	lua_rawseti(L, w.mt, WA_MT_SRCS);
+	lua_pushvalue(L, 1);
+	lua_pushinteger(L, p->gen);
+	lua_pushvalue(L, w.mt);
+	lua_pushnil(L);
+	lua_pushcclosure(L, wa_event_index, WA_UP_N);
+	lua_rawset(L, w.mt);
 	return 1;
 }
 
@@ -1968,16 +1967,22 @@ static wa_nameset *const wa_all_sets[] = {
 
 static pthread_once_t wa_sets_once = PTHREAD_ONCE_INIT;
 
+static int wa_sets_ok;
+
 static void wa_sets_init(void)
 {
 	size_t i;
+	wa_sets_ok = 1;
 	for (i = 0; i < sizeof wa_all_sets / sizeof wa_all_sets[0]; i++)
-		wa_set_index(wa_all_sets[i]);
+		if (!wa_set_index(wa_all_sets[i]))
+			wa_sets_ok = 0;
 }
 
 void wa_webhook_open(lua_State *L)
 {
 	pthread_once(&wa_sets_once, wa_sets_init);
+	if (!wa_sets_ok)
+		luaL_error(L, "whatsapp.core: a member name set of the webhook walk is over its limits");
 	if (luaL_newmetatable(L, WA_PARSER_MT)) {
 		int i;
 		lua_newtable(L);
@@ -1987,8 +1992,6 @@ void wa_webhook_open(lua_State *L)
 			lua_pushstring(L, wa_strings[i]);
 			lua_rawseti(L, -2, i + 1);
 		}
-		lua_pushcfunction(L, wa_event_index);
-		lua_rawseti(L, -2, WA_CONST_INDEXFN);
 		/* the walk, with the same strings as its upvalues (wa_pushk) */
 		luaL_checkstack(L, K__COUNT, "whatsapp.core");
 		for (i = 0; i < K__COUNT; i++)
