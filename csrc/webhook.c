@@ -77,8 +77,8 @@ typedef struct {
 /*
  * The strings the walk stores: keys of events and sub-tables, and a few fixed
  * values.  They are interned once, and are upvalues K_<name> + 1 of the walk
- * (wa_parser_walk); the constants table (upvalue 1 of parse) holds them too,
- * at index K_<name> + 1, and after them the functions below.
+ * (wa_parser_walk), which the constants table (upvalue 1 of parse) holds
+ * with the other functions below.
  */
 #define WA_STRINGS(X)                                                                              \
 	X(kind) X(type) X(field) X(waba_id) X(entry_time) X(phone_number_id)                      \
@@ -102,8 +102,8 @@ enum { WA_STRINGS(WA_ENUM) K__COUNT };
 #define WA_NAME(n) #n,
 static const char *const wa_strings[] = {WA_STRINGS(WA_NAME)};
 #undef WA_NAME
-/* Index of wa_parser_walk, the protected part of parse. */
-#define WA_CONST_WALKFN (K__COUNT + 1)
+/* Index of wa_parser_walk, the protected part of parse, in the constants table. */
+#define WA_CONST_WALKFN 1
 
 /*
  * Under LuaJIT, creating an event with a Lua table constructor (a template
@@ -115,9 +115,9 @@ static const char *const wa_strings[] = {WA_STRINGS(WA_NAME)};
  */
 #if defined(LUA_JITLIBNAME) /* LuaJIT's lualib.h */
 #define WA_EVENT_CTORS 1
-#define WA_CONST_MSGCTOR (K__COUNT + 2)
-#define WA_CONST_STCTOR (K__COUNT + 3)
-#define WA_CONST_CTCTOR (K__COUNT + 4)
+#define WA_CONST_MSGCTOR 2
+#define WA_CONST_STCTOR 3
+#define WA_CONST_CTCTOR 4
 #define WA_CONST_N WA_CONST_CTCTOR
 #else
 #define WA_EVENT_CTORS 0
@@ -345,6 +345,24 @@ static int wa_set_index(wa_nameset *set)
 	return 1;
 }
 
+/* Index in set of the name k (len bytes), or -1. */
+static int wa_set_find(const wa_nameset *set, const char *k, uint32_t len)
+{
+	uint64_t head, tail;
+	unsigned h;
+	int i;
+	if (len == 0 || len > WA_NAME_MAX)
+		return -1;
+	wa_words(k, len, &head, &tail);
+	for (h = wa_slot_of(head, len); (i = set->slot[h]) != 0; h = (h + 1) & (WA_SET_SLOTS - 1)) {
+		i--;
+		if (set->head[i] == head && set->tail[i] == tail && set->names[i].len == len &&
+		    (len <= 16 || memcmp(set->names[i].s + 8, k + 8, len - 16) == 0))
+			return i;
+	}
+	return -1;
+}
+
 /*
  * One pass over the members of object obj: out[i] is the value node of the
  * member named set->names[i] (the last duplicate wins), or 0.  All zero when
@@ -354,29 +372,15 @@ static int wa_set_index(wa_nameset *set)
  */
 static void wa_scan(const wa_tape *t, uint32_t obj, const wa_nameset *set, uint32_t *out)
 {
-	const uint64_t *w = t->w;
 	uint32_t j, end;
 	memset(out, 0, (size_t)set->n * sizeof *out);
-	if (obj == 0 || (int)(w[obj] >> 56) != WA_J_OBJ)
+	if (obj == 0 || wa_jtype(t, obj) != WA_J_OBJ)
 		return;
 	end = wa_jclose(t, obj);
 	for (j = obj + 1; j < end; j = wa_jskip(t, j + 1)) {
-		const char *k = wa_jstr(t, j);
-		uint32_t len = wa_jlen(t, j);
-		uint64_t head, tail;
-		unsigned h;
-		int i;
-		if (len == 0 || len > WA_NAME_MAX)
-			continue;
-		wa_words(k, len, &head, &tail);
-		for (h = wa_slot_of(head, len); (i = set->slot[h]) != 0; h = (h + 1) & (WA_SET_SLOTS - 1)) {
-			i--;
-			if (set->head[i] == head && set->tail[i] == tail && set->names[i].len == len &&
-			    (len <= 16 || memcmp(set->names[i].s + 8, k + 8, len - 16) == 0)) {
-				out[i] = j + 1;
-				break;
-			}
-		}
+		int i = wa_set_find(set, wa_jstr(t, j), wa_jlen(t, j));
+		if (i >= 0)
+			out[i] = j + 1;
 	}
 }
 
@@ -1095,19 +1099,15 @@ static void wa_message_body(wa_walk *w, const uint32_t *m)
 	const wa_tape *t = w->t;
 	lua_State *L = w->L;
 	uint32_t ty = wa_str(t, m[M_TYPE]), o;
-	int which = -1, i;
+	int which;
 
 	if (!ty) {
 		wa_setk(w, K_type, K_unknown);
 		return;
 	}
-	for (i = M_TEXT; i <= M_REVOKE; i++) {
-		if (wa_msg_names[i].len == wa_jlen(t, ty) &&
-		    memcmp(wa_msg_names[i].s, wa_jstr(t, ty), wa_jlen(t, ty)) == 0) {
-			which = i;
-			break;
-		}
-	}
+	which = wa_set_find(&wa_ns_msg, wa_jstr(t, ty), wa_jlen(t, ty));
+	if (which < M_TEXT || which > M_REVOKE)
+		which = -1;
 	o = which >= 0 ? wa_obj(t, m[which]) : 0;
 	switch (which) {
 	case M_TEXT:
@@ -1284,19 +1284,20 @@ static wa_nameset wa_ns_status_event = WA_SET(wa_nm_status_event);
  * Push the status of a status event, string node i: interned once when it is
  * one of the usual ones.
  */
+static const wa_name wa_nm_status[] = {WA_N("sent"), WA_N("delivered"), WA_N("read"),
+	WA_N("failed"), WA_N("played")};
+static wa_nameset wa_ns_status = WA_SET(wa_nm_status);
+static const unsigned char wa_status_k[] = {K_sent, K_delivered, K_read, K_failed, K_played};
+
 static void wa_push_status(wa_walk *w, uint32_t i)
 {
-	static const unsigned char known[] = {K_sent, K_delivered, K_read, K_failed, K_played};
 	const char *p = wa_jstr(w->t, i);
-	size_t k, len = wa_jlen(w->t, i);
-	for (k = 0; k < sizeof known; k++) {
-		const char *name = wa_strings[known[k]];
-		if (strlen(name) == len && memcmp(name, p, len) == 0) {
-			wa_pushk(w, known[k]);
-			return;
-		}
-	}
-	lua_pushlstring(w->L, p, len);
+	uint32_t len = wa_jlen(w->t, i);
+	int k = wa_set_find(&wa_ns_status, p, len);
+	if (k >= 0)
+		wa_pushk(w, wa_status_k[k]);
+	else
+		lua_pushlstring(w->L, p, len);
 }
 
 static void wa_status_event(wa_walk *w, uint32_t st)
@@ -1593,33 +1594,30 @@ static uint32_t wa_event_pos(lua_State *L, int *done)
 }
 
 /*
- * The source node of event 1: 1 when it has one.  *done is set once its lazy
- * fields are decoded.  The sources are the walk's, in an upvalue that Lua
- * code cannot reach: each is a real container node of the batch's body.
+ * The source node of event 1 (0 when it has none), its position in the batch
+ * in *pos, and in *done whether its lazy fields are decoded.  The sources
+ * are the walk's, in an upvalue that Lua code cannot reach: each is a real
+ * container node of the batch's body.
  */
-static int wa_event_src(lua_State *L, uint32_t *node, int *done)
+static uint32_t wa_event_src(lua_State *L, uint32_t *pos, int *done)
 {
 	size_t len;
-	uint32_t pos = wa_event_pos(L, done);
+	uint32_t node = 0;
 	const char *srcs = lua_tolstring(L, lua_upvalueindex(WA_UP_SRCS), &len);
-	*node = 0;
-	if (srcs != NULL && pos > 0 && pos <= len / sizeof(uint32_t))
-		memcpy(node, srcs + (size_t)(pos - 1) * sizeof(uint32_t), sizeof(uint32_t));
-	return *node != 0;
+	*pos = wa_event_pos(L, done);
+	if (srcs != NULL && *pos > 0 && *pos <= len / sizeof(uint32_t))
+		memcpy(&node, srcs + (size_t)(*pos - 1) * sizeof(uint32_t), sizeof node);
+	return node;
 }
 
-/* Mark event 1's lazy fields as decoded. */
-static void wa_event_done(lua_State *L)
+/* Mark event 1, at position pos, as having its lazy fields decoded. */
+static void wa_event_done(lua_State *L, uint32_t pos)
 {
-	int done;
-	uint32_t pos = wa_event_pos(L, &done);
-	if (pos > 0 && !done) {
-		wa_event_map(L);
-		lua_pushvalue(L, 1);
-		lua_pushinteger(L, -(lua_Integer)pos);
-		lua_rawset(L, -3);
-		lua_pop(L, 1);
-	}
+	wa_event_map(L);
+	lua_pushvalue(L, 1);
+	lua_pushinteger(L, -(lua_Integer)pos);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
 }
 
 /*
@@ -1666,7 +1664,8 @@ static const char *const wa_lazy_change[] = {"value", NULL};
  * Decode event 1's lazy fields from its source node, and store them in the
  * event.  `whole`: the source itself is the (single) lazy field.
  */
-static void wa_event_decode(lua_State *L, const char *const *names, int whole, uint32_t node)
+static void wa_event_decode(lua_State *L, const char *const *names, int whole, uint32_t node,
+			    uint32_t pos)
 {
 	wa_parser *p = wa_batch_tape(L);
 	const wa_tape *t;
@@ -1692,7 +1691,7 @@ static void wa_event_decode(lua_State *L, const char *const *names, int whole, u
 		}
 	}
 	p->busy = 0;
-	wa_event_done(L);
+	wa_event_done(L, pos);
 }
 
 /*
@@ -1707,7 +1706,7 @@ static int wa_event_index(lua_State *L)
 	size_t klen;
 	const char *k, *kind;
 	const char *const *names = NULL;
-	uint32_t node;
+	uint32_t node, pos;
 	int done, i, whole = 0;
 	if (lua_type(L, 2) != LUA_TSTRING || !lua_istable(L, 1))
 		return 0;
@@ -1717,7 +1716,7 @@ static int wa_event_index(lua_State *L)
 	lua_settop(L, 2);
 	if (klen == 3 && memcmp(k, "raw", 3) == 0) {
 		wa_parser *p;
-		if (!wa_event_src(L, &node, &done))
+		if ((node = wa_event_src(L, &pos, &done)) == 0)
 			return 0;
 		p = wa_batch_tape(L);
 		if (p == NULL)
@@ -1752,9 +1751,9 @@ static int wa_event_index(lua_State *L)
 			break;
 	if (names[i] == NULL)
 		return 0;
-	if (!wa_event_src(L, &node, &done) || done)
+	if ((node = wa_event_src(L, &pos, &done)) == 0 || done)
 		return 0;
-	wa_event_decode(L, names, whole, node);
+	wa_event_decode(L, names, whole, node, pos);
 	lua_settop(L, 2);
 	lua_rawget(L, 1);
 	return 1;
@@ -1959,6 +1958,7 @@ static wa_nameset *const wa_all_sets[] = {
 	&wa_ns_message_body,
 	&wa_ns_msg,
 	&wa_ns_status_event,
+	&wa_ns_status,
 	&wa_ns_value,
 	&wa_ns_walk_envelope_enames,
 	&wa_ns_walk_envelope_cnames,
@@ -1988,14 +1988,10 @@ void wa_webhook_open(lua_State *L)
 		lua_newtable(L);
 		/* the constants table, shared by the methods as upvalue 1 */
 		lua_createtable(L, WA_CONST_N, 0);
-		for (i = 0; i < K__COUNT; i++) {
-			lua_pushstring(L, wa_strings[i]);
-			lua_rawseti(L, -2, i + 1);
-		}
-		/* the walk, with the same strings as its upvalues (wa_pushk) */
+		/* the walk, with the strings as its upvalues (wa_pushk) */
 		luaL_checkstack(L, K__COUNT, "whatsapp.core");
 		for (i = 0; i < K__COUNT; i++)
-			lua_rawgeti(L, -1 - i, i + 1);
+			lua_pushstring(L, wa_strings[i]);
 		lua_pushcclosure(L, wa_parser_walk, K__COUNT);
 		lua_rawseti(L, -2, WA_CONST_WALKFN);
 #if WA_EVENT_CTORS
