@@ -8,7 +8,7 @@
  *
  * The walk reads simdjson's own tape (the words of its DOM and its string
  * buffer), which saves copying the document.  That format is simdjson's
- * documented internal layout, not its API, so once per process tape_direct()
+ * documented internal layout, not its API, so once per process tape_readable()
  * writes a sample document's tape a second time from the DOM API and
  * compares the two; if they differ, every parse writes its tape that way
  * (writer below), into the tape's own buffers.  Either way the C side sees
@@ -167,7 +167,7 @@ struct writer {
 	}
 };
 
-/* Point t at the parser's own tape (jtape.h's format, checked by tape_direct). */
+/* Point t at the parser's own tape (jtape.h's format, checked by tape_readable). */
 bool use_direct(wa_tape *t, const simdjson::dom::document &doc)
 {
 	const uint64_t *w = doc.tape.get();
@@ -228,13 +228,16 @@ bool same_tape(const wa_tape &a, const wa_tape &b)
 
 /*
  * Whether simdjson's tape can be read directly: 1 yes, 0 no, -1 not known
- * yet.  Decided on first use (and again after wa_tape_direct(1)) by writing a
- * document with every kind of value both ways.  Atomic, so that threads
- * parsing at once may each decide it, but never see it half written.
+ * yet.  Decided once, on first use, by writing a document with every kind of
+ * value both ways.  Atomic, so that threads parsing at once may each decide
+ * it, but never see it half written.
  */
 std::atomic<int> direct{-1};
+/* Set by wa_tape_direct(0): write every tape anyway (for the specs). */
+std::atomic<bool> force_write{false};
 
-bool tape_direct()
+/* Whether this simdjson's tape reads as jtape.h's format (decided once). */
+bool tape_readable()
 {
 	static const char sample[] =
 	    "{\"a\":[1,-2,18446744073709551615,2.5,true,false,null,\"x\\u00e9y\"],"
@@ -311,7 +314,8 @@ extern "C" int wa_tape_parse(wa_tape *t, const char *text, size_t len, char *err
 			fail(err, errlen, code);
 			return 0;
 		}
-		if (tape_direct() && use_direct(t, p->doc))
+		if (!force_write.load(std::memory_order_relaxed) && tape_readable() &&
+		    use_direct(t, p->doc))
 			return 1;
 		writer wr{t};
 		if (!wr.document(root)) {
@@ -366,9 +370,7 @@ extern "C" void wa_tape_free(wa_tape *t)
 
 extern "C" int wa_tape_direct(int set)
 {
-	if (set == 0)
-		direct.store(0, std::memory_order_relaxed);
-	else if (set > 0)
-		direct.store(-1, std::memory_order_relaxed);
-	return tape_direct() ? 1 : 0;
+	if (set >= 0)
+		force_write.store(set == 0, std::memory_order_relaxed);
+	return !force_write.load(std::memory_order_relaxed) && tape_readable() ? 1 : 0;
 }

@@ -94,7 +94,8 @@ WA_JT_HIDDEN void wa_tape_free(wa_tape *t);
 /*
  * Whether parses hand out simdjson's own tape (1) or write one (0).  set < 0
  * only asks; 0 makes every later parse write its tape (for the specs, which
- * compare the two ways); 1 goes back to reading simdjson's when it can.
+ * compare the two ways); 1 goes back to reading simdjson's when it can (the
+ * once-per-process check is not made again).
  */
 WA_JT_HIDDEN int wa_tape_direct(int set);
 
