@@ -90,14 +90,20 @@ function M.dump(body)
   return table.concat(out)
 end
 
-if arg and arg[0] and arg[0]:match("dump%.lua$") then
-  for _, path in ipairs(arg) do
+--- The dumps of the body files at paths, one after the other, each under its path.
+function M.dump_files(paths)
+  local out = {}
+  for _, path in ipairs(paths) do
     local f = assert(io.open(path, "rb"))
     local body = f:read("a")
     f:close()
-    io.write("== ", path, "\n", M.dump(body), "\n")
+    out[#out + 1] = "== " .. path .. "\n" .. M.dump(body) .. "\n"
   end
-  io.write("END\n")
+  return table.concat(out)
+end
+
+if arg and arg[0] and arg[0]:match("dump%.lua$") then
+  io.write(M.dump_files(arg), "END\n")
 end
 
 return M
