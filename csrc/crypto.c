@@ -56,15 +56,12 @@
 #define WA_HMAC_EVP 0
 #endif
 
-#define WA_HMAC_BLOCK 64
-
 typedef struct {
 #if WA_HMAC_STATES
-	int states; /* inner and outer are in use */
-	SHA256_CTX inner, outer;
+	SHA256_CTX inner, outer; /* in use when there is no mac */
 #endif
 #if WA_HMAC_EVP
-	EVP_MAC_CTX *mac; /* otherwise this */
+	EVP_MAC_CTX *mac;
 #endif
 } wa_hmac_ctx;
 
@@ -79,28 +76,33 @@ static void wa_hmac_free(wa_hmac_ctx *ctx)
 }
 
 #if WA_HMAC_STATES
+/* c started with one block: the key block k, each byte xored with x. 1 on success. */
+static int wa_hmac_pad(SHA256_CTX *c, const unsigned char *k, unsigned char x)
+{
+	unsigned char pad[SHA256_CBLOCK];
+	size_t i;
+	int ok;
+	for (i = 0; i < SHA256_CBLOCK; i++)
+		pad[i] = (unsigned char)(k[i] ^ x);
+	ok = SHA256_Init(c) && SHA256_Update(c, pad, SHA256_CBLOCK);
+	OPENSSL_cleanse(pad, sizeof pad);
+	return ok;
+}
+
 /* ctx->inner and ->outer keyed with key (RFC 2104). 1 on success. */
 static int wa_hmac_states(wa_hmac_ctx *ctx, const char *key, size_t keylen)
 {
-	unsigned char k[WA_HMAC_BLOCK], pad[WA_HMAC_BLOCK];
-	size_t i;
+	unsigned char k[SHA256_CBLOCK];
 	int ok = 1;
 	memset(k, 0, sizeof k);
-	if (keylen > WA_HMAC_BLOCK) {
+	if (keylen > SHA256_CBLOCK) {
 		/* A key longer than a block is replaced by its digest. */
 		ok = SHA256((const unsigned char *)key, keylen, k) != NULL;
 	} else if (keylen > 0) {
 		memcpy(k, key, keylen);
 	}
-	for (i = 0; i < WA_HMAC_BLOCK; i++)
-		pad[i] = (unsigned char)(k[i] ^ 0x36);
-	ok = ok && SHA256_Init(&ctx->inner) && SHA256_Update(&ctx->inner, pad, WA_HMAC_BLOCK);
-	for (i = 0; i < WA_HMAC_BLOCK; i++)
-		pad[i] = (unsigned char)(k[i] ^ 0x5c);
-	ok = ok && SHA256_Init(&ctx->outer) && SHA256_Update(&ctx->outer, pad, WA_HMAC_BLOCK);
+	ok = ok && wa_hmac_pad(&ctx->inner, k, 0x36) && wa_hmac_pad(&ctx->outer, k, 0x5c);
 	OPENSSL_cleanse(k, sizeof k);
-	OPENSSL_cleanse(pad, sizeof pad);
-	ctx->states = ok;
 	return ok;
 }
 #endif
@@ -152,19 +154,8 @@ static wa_hmac_ctx *wa_hmac_new(const char *key, size_t keylen)
 /* MAC of msg into out (32 bytes), with the key set at creation. 1 on success. */
 static int wa_hmac_run(wa_hmac_ctx *ctx, const char *msg, size_t len, unsigned char *out)
 {
-#if WA_HMAC_STATES
-	if (ctx->states) {
-		SHA256_CTX c = ctx->inner;
-		unsigned char inner[WA_SHA256_LEN];
-		int ok = SHA256_Update(&c, msg, len) && SHA256_Final(inner, &c);
-		c = ctx->outer;
-		ok = ok && SHA256_Update(&c, inner, WA_SHA256_LEN) && SHA256_Final(out, &c);
-		OPENSSL_cleanse(&c, sizeof c);
-		return ok;
-	}
-#endif
 #if WA_HMAC_EVP
-	{
+	if (ctx->mac != NULL) {
 		size_t outl = 0;
 		/* A NULL key re-initialises with the key set at creation. */
 		if (!EVP_MAC_init(ctx->mac, NULL, 0, NULL))
@@ -175,8 +166,19 @@ static int wa_hmac_run(wa_hmac_ctx *ctx, const char *msg, size_t len, unsigned c
 			return 0;
 		return outl == WA_SHA256_LEN;
 	}
+#endif
+#if WA_HMAC_STATES
+	{
+		SHA256_CTX c = ctx->inner;
+		unsigned char inner[WA_SHA256_LEN];
+		int ok = SHA256_Update(&c, msg, len) && SHA256_Final(inner, &c);
+		c = ctx->outer;
+		ok = ok && SHA256_Update(&c, inner, WA_SHA256_LEN) && SHA256_Final(out, &c);
+		OPENSSL_cleanse(&c, sizeof c);
+		return ok;
+	}
 #else
-	return 0;
+	return 0; /* (unreached: without the states, every context has its mac) */
 #endif
 }
 
