@@ -307,12 +307,12 @@ end
 local text_quick, encode_text, build_text = validate.text_quick, message.encode_text, message.text
 
 -- The fields of a text body exactly as `message.text` builds it for a phone number with no
--- option but preview_url (no metatables, nothing else): to, body, preview_url, true.
+-- option but preview_url (no metatables, nothing else): to, body, preview_url.
 -- Anything else: nil.
 local TEXT_FIELDS = { messaging_product = "whatsapp", recipient_type = "individual", type = "text" }
 local function plain_text_body(msg)
   if getmetatable(msg) ~= nil then return nil end
-  local to, text
+  local to, text, fields = nil, nil, 0
   for k, v in next, msg do
     if k == "to" then
       to = v
@@ -321,21 +321,18 @@ local function plain_text_body(msg)
     elseif TEXT_FIELDS[k] ~= v then
       return nil
     end
+    fields = fields + 1
   end
-  -- All three fixed fields are there: five fields in all.
-  if type(text) ~= "table" or getmetatable(text) ~= nil or msg.recipient_type == nil or msg.type == nil
-      or msg.messaging_product == nil then
-    return nil
-  end
+  -- to, text and the three fixed fields
+  if fields ~= 5 or type(text) ~= "table" or getmetatable(text) ~= nil then return nil end
   local body, preview = text.body, text.preview_url
-  local k = next(text)
-  if preview == nil then
-    if next(text, k) ~= nil then return nil end
-  elseif type(preview) ~= "boolean" or next(text, next(text, k)) ~= nil then
+  fields = 0
+  for _ in next, text do fields = fields + 1 end
+  if fields ~= (preview == nil and 1 or 2) or (preview ~= nil and type(preview) ~= "boolean") then
     return nil
   end
   if not text_quick(to, body) then return nil end
-  return to, body, preview, true
+  return to, body, preview
 end
 
 --- Send a message body (as made by `whatsapp.message`): validated, paced,
@@ -353,8 +350,8 @@ function Client:send(msg, opts)
   need_phone(self)
   opts = opts or NO_OPTS
   if msg.type == "text" then
-    local to, body, preview, plain = plain_text_body(msg)
-    if plain then return post_message(self, encode_text(to, body, preview), to, false, false, opts.timeout) end
+    local to, body, preview = plain_text_body(msg)
+    if to then return post_message(self, encode_text(to, body, preview), to, false, false, opts.timeout) end
   end
   if self.validate and opts.validate ~= false then
     local ok, verr = validate.message(msg)
