@@ -22,7 +22,6 @@ export BENCH_MESSAGES=${BENCH_MESSAGES:-40000}
 export BENCH_ROUNDS=${BENCH_ROUNDS:-20}
 export LUA_PATH="./lua/?.lua;./lua/?/init.lua;;"
 NGINX=${NGINX:-/usr/sbin/nginx}
-NDK=/usr/lib/nginx/modules/ndk_http_module.so
 . bench/graph_peers.sh
 
 make -s build >/dev/null

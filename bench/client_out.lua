@@ -114,7 +114,7 @@ if mode == "paired" then
     io.stderr:write("client_out.lua: BENCH_ROUNDS must be between 1 and BENCH_MESSAGES\n")
     os.exit(2)
   end
-  local per = math.max(1, math.floor(total / rounds))
+  local per = math.floor(total / rounds) -- at least 1: rounds <= total
   local sum = { raw = { 0, 0, 0, 0 }, client = { 0, 0, 0, 0 } }
   local ratios = {}
   -- warm-up, not counted: connections, JIT traces, caches

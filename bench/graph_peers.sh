@@ -5,13 +5,7 @@
 SIM_PID=""
 tmp=$(mktemp -d)
 
-free_port() {
-  local p
-  while :; do
-    p=$(( (RANDOM % 20000) + 30000 ))
-    ss -ltn 2>/dev/null | grep -q ":$p " || { echo "$p"; return; }
-  done
-}
+. bench/ports.sh
 
 # nginx answering every POST .../messages with the Cloud API's fixed send response.
 start_graph_nginx() {

@@ -84,22 +84,7 @@ fail() {
 
 clk_tck=$(getconf CLK_TCK)
 
-# A free loopback TCP port (not listened on, not handed out earlier in this run).
-taken=" "
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
-    case "$taken" in *" $p "*) continue ;; esac
-    if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ]; then
-      taken="$taken$p "
-      echo "$p"
-      return 0
-    fi
-  done
-  echo "http.sh: no free port found" >&2
-  return 1
-}
+. bench/ports.sh
 
 # wait_http <url>: until something answers on that port (any status), for up to 5 s.
 wait_port() {
