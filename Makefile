@@ -127,21 +127,20 @@ lint:
 # The specs again with AddressSanitizer + UBSan in the core (interpreter uninstrumented,
 # so the runtime is preloaded).  nginx runs its own LuaJIT build and is left out.
 ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
+# The build options and the command prefix both sanitized runs share.
+ASAN_BUILD = CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
+ASAN_RUN = bash spec/sanitized.sh env LD_PRELOAD=$(ASAN_LIB) \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 asan:
-	$(MAKE) build LUA=lua5.4 BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
-	bash spec/sanitized.sh env LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		lua5.4 $(BUSTED) --cpath='build/asan/?.so' --exclude-tags=nginx,slow $(BUSTED_ARGS)
+	$(MAKE) build LUA=lua5.4 BUILD=build/asan $(ASAN_BUILD)
+	$(ASAN_RUN) lua5.4 $(BUSTED) --cpath='build/asan/?.so' --exclude-tags=nginx,slow $(BUSTED_ARGS)
 
 # The LuaJIT build has C paths of its own (the walk's table constructors, WA_EVENT_CTORS):
 # the webhook, core and crypto specs under luajit with that build instrumented too.
 asan-luajit:
-	$(MAKE) build LUA=luajit BUILD=build/asan-luajit CFLAGS="-O1 -g -fno-omit-frame-pointer" \
-		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
-	bash spec/sanitized.sh env LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		luajit $(BUSTED) --cpath='build/asan-luajit/?.so' --exclude-tags=nginx,slow \
+	$(MAKE) build LUA=luajit BUILD=build/asan-luajit $(ASAN_BUILD)
+	$(ASAN_RUN) luajit $(BUSTED) --cpath='build/asan-luajit/?.so' --exclude-tags=nginx,slow \
 		spec/core_spec.lua spec/crypto_spec.lua spec/webhook_fixtures_spec.lua \
 		spec/webhook_hostile_spec.lua spec/webhook_verify_spec.lua spec/openapi_webhooks_spec.lua \
 		spec/abi_events_spec.lua
