@@ -136,7 +136,7 @@ asan:
 	$(MAKE) build LUA=lua5.4 BUILD=build/asan $(ASAN_BUILD)
 	$(ASAN_RUN) lua5.4 $(BUSTED) --cpath='build/asan/?.so' --exclude-tags=nginx,slow $(BUSTED_ARGS)
 
-# The LuaJIT build has C paths of its own (the walk's table constructors, WA_EVENT_CTORS):
+# The LuaJIT build has C paths of its own (the walk's records for the builder, WA_RECORDS):
 # the webhook, core and crypto specs under luajit with that build instrumented too.
 asan-luajit:
 	$(MAKE) build LUA=luajit BUILD=build/asan-luajit $(ASAN_BUILD)

@@ -1,8 +1,8 @@
 -- The Lua 5.4 and the LuaJIT builds of whatsapp.core make the same events.
 --
--- They do not build them the same way: under LuaJIT, message, status and contact tables come
--- from Lua table constructors called by the walk (csrc/webhook.c, WA_EVENT_CTORS), elsewhere
--- from one lua_rawset per field. This spec dumps every event of every webhook fixture, of the
+-- They do not build them the same way: under LuaJIT, message and status events and their
+-- contacts are written as records that a Lua function makes into tables (csrc/webhook.c,
+-- WA_RECORDS), elsewhere through the Lua/C API, one lua_rawset per field. This spec dumps every event of every webhook fixture, of the
 -- benchmark bodies and of spec/abi/bodies/ (keys sorted, lazy fields read, see spec/abi/dump.lua)
 -- in this process, and again under the other interpreter with its own build, and compares the
 -- two texts (metatables and shared tables included). Runs under both interpreters; needs both
@@ -14,7 +14,7 @@ local THIS = helpers.interpreter()
 local OTHER = THIS == "luajit" and "lua5.4" or "luajit"
 
 -- Besides the fixtures and the bench bodies, spec/abi/bodies/ holds bodies that set what the
--- constructors leave to later stores: group and parent ids, context, errors on messages and
+-- records leave to later stores: group and parent ids, context, errors on messages and
 -- statuses, every optional status field, repeated and missing contacts, a status without a
 -- status, numbers in strings, and a body with more contacts than events.
 local PATHS = {}
@@ -50,6 +50,28 @@ describe("events from simdjson's own tape", function()
     assert(ok, written)
     assert.is_truthy(direct:find("\nevent 50 ", 1, true), "the batch's 50 events are missing")
     assert.equal(direct, written)
+  end)
+end)
+
+describe("events from records", function()
+  -- Under LuaJIT with its FFI, the walk writes message and status events as records that a
+  -- Lua function makes into tables; core._records(false) makes them through the API instead,
+  -- as a LuaJIT without the FFI would.
+  local core = require "whatsapp.core"
+
+  it("are what LuaJIT uses, and nothing else does", function()
+    assert.equal(THIS == "luajit", core._records())
+  end)
+
+  it("are the same as the events made through the API", function()
+    local mine = my_dump()
+    local before = core._records()
+    assert.is_false(core._records(false))
+    local ok, plain = pcall(dump.dump_files, PATHS)
+    assert.equal(before, core._records(true))
+    assert(ok, plain)
+    assert.is_truthy(mine:find("\nevent 50 ", 1, true), "the batch's 50 events are missing")
+    assert.equal(mine, plain)
   end)
 end)
 

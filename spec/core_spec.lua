@@ -84,9 +84,9 @@ describe("whatsapp.core", function()
     end)
 
     it("an error raised inside the walk leaves the parser usable, with its own buffers", function()
-      -- Under LuaJIT the walk calls Lua constructors (csrc/webhook.c, WA_EVENT_CTORS), so a
-      -- debug hook can raise in the middle of it; under Lua 5.4 the walk runs no Lua code and
-      -- this spec only checks the normal path.
+      -- Under LuaJIT the walk calls a Lua function that makes the events (csrc/webhook.c,
+      -- WA_RECORDS), so a debug hook can raise in the middle of it; under Lua 5.4 the walk
+      -- runs no Lua code and this spec only checks the normal path.
       local p = core.parser()
       local body = helpers.read("bench/bodies/batch.json")
       -- the parser a batch's lazy fields use: upvalue 3 of its events' __index
@@ -98,7 +98,7 @@ describe("whatsapp.core", function()
       assert.equal(p, parser_of(first[1]), "the parser's own buffers serve the batch")
       if rawget(_G, "jit") then
         debug.sethook(function()
-          if debug.getinfo(2, "S").source == "=whatsapp.core(events)" then
+          if debug.getinfo(2, "S").source == "=whatsapp.core(build)" then
             debug.sethook()
             error("hook raised in the walk")
           end
