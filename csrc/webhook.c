@@ -1089,6 +1089,39 @@ static wa_parser *wa_push_parser(lua_State *L)
 	return p;
 }
 
+/* Free the parser's buffers (a later parse allocates them again). */
+static void wa_parser_free(wa_parser *p)
+{
+	wa_tape_free(&p->tape);
+	p->gen++;
+	free(p->cbuf);
+	p->cbuf = NULL;
+	p->cbytes = 0;
+	free(p->srcs);
+	p->srcs = NULL;
+	p->srcs_cap = 0;
+	free(p->recs);
+	p->recs = NULL;
+	p->recs_cap = 0;
+	free(p->crecs);
+	p->crecs = NULL;
+	p->crecs_cap = 0;
+	free(p->recm);
+	p->recm = NULL;
+	p->recm_cap = 0;
+}
+
+/*
+ * The tape of p is no longer in use; a close asked for meanwhile (by a
+ * finalizer or a debug hook run in the middle) frees the buffers now.
+ */
+static void wa_parser_release(wa_parser *p)
+{
+	p->busy = 0;
+	if (p->closed)
+		wa_parser_free(p);
+}
+
 static const wa_name wa_nm_set_flow[] = {WA_N("name"), WA_N("body"), WA_N("response_json")};
 static wa_nameset wa_ns_set_flow = WA_SET(wa_nm_set_flow);
 
@@ -1841,7 +1874,7 @@ static void wa_event_decode(lua_State *L, const char *const *names, int whole, u
 		return;
 	t = &p->tape;
 	if (node >= t->n) {
-		p->busy = 0;
+		wa_parser_release(p);
 		return;
 	}
 	if (whole) {
@@ -1858,7 +1891,7 @@ static void wa_event_decode(lua_State *L, const char *const *names, int whole, u
 			}
 		}
 	}
-	p->busy = 0;
+	wa_parser_release(p);
 	wa_event_done(L, pos);
 }
 
@@ -1890,12 +1923,12 @@ static int wa_event_index(lua_State *L)
 		if (p == NULL)
 			return 0;
 		if (node >= p->tape.n) {
-			p->busy = 0;
+			wa_parser_release(p);
 			return 0;
 		}
 		lua_pushliteral(L, "raw");
 		wa_tape_push(L, &p->tape, node);
-		p->busy = 0;
+		wa_parser_release(p);
 		lua_pushvalue(L, -1);
 		lua_insert(L, -3);
 		lua_rawset(L, 1);
@@ -1943,28 +1976,6 @@ static int wa_webhook_parser(lua_State *L)
 {
 	wa_push_parser(L);
 	return 1;
-}
-
-/* Free the parser's buffers (a later parse allocates them again). */
-static void wa_parser_free(wa_parser *p)
-{
-	wa_tape_free(&p->tape);
-	p->gen++;
-	free(p->cbuf);
-	p->cbuf = NULL;
-	p->cbytes = 0;
-	free(p->srcs);
-	p->srcs = NULL;
-	p->srcs_cap = 0;
-	free(p->recs);
-	p->recs = NULL;
-	p->recs_cap = 0;
-	free(p->crecs);
-	p->crecs = NULL;
-	p->crecs_cap = 0;
-	free(p->recm);
-	p->recm = NULL;
-	p->recm_cap = 0;
 }
 
 /*
@@ -2061,7 +2072,7 @@ static int wa_parser_parse(lua_State *L)
 	lua_pushvalue(L, 4);
 	lua_pushvalue(L, lua_upvalueindex(1));
 	status = lua_pcall(L, 5, LUA_MULTRET, 0);
-	p->busy = 0; /* p is still referenced at index 1 */
+	wa_parser_release(p); /* p is still referenced at index 1 */
 	/* A huge body should not pin its buffers for the life of the hook. */
 	if (wa_tape_bytes(&p->tape) + p->cbytes + p->srcs_cap * sizeof *p->srcs +
 		p->recs_cap * sizeof *p->recs + p->crecs_cap * sizeof *p->crecs +
@@ -2073,12 +2084,16 @@ static int wa_parser_parse(lua_State *L)
 	return lua_gettop(L) - 4;
 }
 
-/* close, __gc and __close: free the buffers; safe twice. */
+/*
+ * close, __gc and __close: free the buffers, or once they are no longer in
+ * use (wa_parser_release); safe twice.
+ */
 static int wa_parser__gc(lua_State *L)
 {
 	wa_parser *p = (wa_parser *)luaL_checkudata(L, 1, WA_PARSER_MT);
-	wa_parser_free(p);
 	p->closed = 1;
+	if (!p->busy)
+		wa_parser_free(p);
 	return 0;
 }
 

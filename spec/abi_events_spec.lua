@@ -2,11 +2,11 @@
 --
 -- They do not build them the same way: under LuaJIT, message and status events and their
 -- contacts are written as records that a Lua function makes into tables (csrc/webhook.c,
--- WA_RECORDS), elsewhere through the Lua/C API, one lua_rawset per field. This spec dumps every event of every webhook fixture, of the
--- benchmark bodies and of spec/abi/bodies/ (keys sorted, lazy fields read, see spec/abi/dump.lua)
--- in this process, and again under the other interpreter with its own build, and compares the
--- two texts (metatables and shared tables included). Runs under both interpreters; needs both
--- builds (make test makes them).
+-- WA_RECORDS), elsewhere through the Lua/C API, one lua_rawset per field. This spec dumps
+-- every event of every webhook fixture, of the benchmark bodies and of spec/abi/bodies/ (keys
+-- sorted, lazy fields read, see spec/abi/dump.lua) in this process, and again under the other
+-- interpreter with its own build, and compares the two texts (metatables and shared tables
+-- included). Runs under both interpreters; needs both builds (make test makes them).
 local helpers = require "helpers"
 local dump = require "abi.dump"
 

@@ -114,6 +114,48 @@ describe("whatsapp.core", function()
       assert.equal(first[7].id, again[7].raw.id)
     end)
 
+    it("closed in the middle of its own parse, frees its buffers only after it", function()
+      -- A finalizer or a debug hook may close a parser while its tape is being read. Under
+      -- LuaJIT the hook runs inside the walk's builder (the walk goes on reading the tape
+      -- after it); under Lua 5.4 finalizers that close the parser run during the parse and
+      -- during lazy decoding, whenever the collector gets to them.
+      local body = helpers.read("bench/bodies/batch.json")
+      local want = assert(core.parser():parse(body))
+      local function check(events)
+        assert.equal(#want, #events)
+        for i = 1, #want, 7 do
+          assert.equal(want[i].id, events[i].id)
+          assert.equal(want[i].text, events[i].text)
+          assert.same(want[i].raw, events[i].raw)
+        end
+      end
+      if rawget(_G, "jit") then
+        local p = core.parser()
+        local closed = 0
+        debug.sethook(function()
+          if closed == 0 and debug.getinfo(2, "S").source == "=whatsapp.core(build)" then
+            closed = closed + 1
+            p:close()
+          end
+        end, "c")
+        local ok, events = pcall(p.parse, p, body)
+        debug.sethook()
+        assert(ok, events)
+        assert.equal(1, closed)
+        check(events)
+        assert.has_error(function() p:parse(body) end)
+      else
+        -- (in a process of its own, whose heap is small: see spec/close_in_use.lua)
+        local cmd = ("LUA_CPATH=%q lua5.4 spec/close_in_use.lua bench/bodies/batch.json 2>&1; "
+          .. 'echo "exit=$?"'):format(package.cpath)
+        local out = assert(io.popen(cmd)):read("a")
+        local in_parse, in_raw, status = out:match("^(%d+)\t(%d+)\nexit=(%d+)\n$")
+        assert(status == "0", out)
+        assert.is_true(tonumber(in_parse) > 0, "no parse was closed in the middle")
+        assert.is_true(tonumber(in_raw) > 0, "no lazy decoding was closed in the middle")
+      end
+    end)
+
     it("raises on argument errors, returns nil + message for bad JSON", function()
       local p = core.parser()
       assert.has_error(function() p:parse({}) end)
