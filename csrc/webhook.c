@@ -421,6 +421,32 @@ static void wa_scan(const wa_tape *t, uint32_t obj, const wa_nameset *set, uint3
 	}
 }
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define WA_SWAR_DIGITS 1
+/*
+ * The value of the 8 decimal digits at p (the first is the most significant),
+ * or -1 when one of them is not a digit.  The 8 bytes are read as one
+ * little-endian word: each byte is checked to be 0x30..0x39 (its high nibble
+ * is 3, and adding 6 does not carry out of its low one), then neighbouring
+ * digits are combined in pairs, the pairs into fours, the fours into eight.
+ */
+static long long wa_digits8(const char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	if (((v & 0xF0F0F0F0F0F0F0F0u) | (((v + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) >> 4)) !=
+	    0x3333333333333333u)
+		return -1;
+	v -= 0x3030303030303030u;
+	v = (v * 10 + (v >> 8)) & 0x00FF00FF00FF00FFu;
+	v = (v * 100 + (v >> 16)) & 0x0000FFFF0000FFFFu;
+	v = (v * 10000 + (v >> 32)) & 0xFFFFFFFFu;
+	return (long long)v;
+}
+#else
+#define WA_SWAR_DIGITS 0
+#endif
+
 /* An integer from a JSON integer or a string of decimal digits. */
 static int wa_toint(const wa_tape *t, uint32_t i, lua_Integer *out)
 {
@@ -447,6 +473,14 @@ static int wa_toint(const wa_tape *t, uint32_t i, lua_Integer *out)
 		if (len == 1)
 			return 0;
 	}
+#if WA_SWAR_DIGITS
+	for (; len - k >= 8; k += 8) {
+		long long d = wa_digits8(p + k);
+		if (d < 0)
+			return 0;
+		v = v * 100000000 + d;
+	}
+#endif
 	for (; k < len; k++) {
 		char c = p[k];
 		if (c < '0' || c > '9')

@@ -182,6 +182,46 @@ describe("whatsapp.core", function()
     end)
   end)
 
+  describe("timestamps", function()
+    local p = core.parser()
+    local function ts(json)
+      local body = '{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{'
+        .. '"field":"messages","value":{"messages":[{"from":"1","id":"x","type":"text",'
+        .. '"text":{"body":"b"},"timestamp":' .. json .. '}]}}]}]}'
+      return assert(p:parse(body))[1].timestamp
+    end
+
+    it("are read from strings of 1 to 18 digits, with a sign", function()
+      local digits = "918273645546372819"
+      for n = 1, 18 do
+        local s = digits:sub(1, n)
+        assert.equal(tonumber(s), ts('"' .. s .. '"'), s)
+        -- (18 characters at most, the sign included)
+        if n < 18 then assert.equal(-tonumber(s), ts('"-' .. s .. '"'), "-" .. s) end
+      end
+      assert.is_nil(ts('"-' .. digits .. '"'))
+      assert.equal(1750280005, ts("1750280005"))
+      assert.equal(0, ts('"0000000000"'))
+    end)
+
+    it("are left out when a string is not all digits or is too long", function()
+      -- every position of 8-, 10- and 16-digit strings, with bytes on both sides of '0'..'9'
+      for _, n in ipairs({ 8, 10, 16 }) do
+        for i = 1, n do
+          for _, c in ipairs({ "/", ":", "a", " ", "-", "." }) do
+            if i > 1 or c ~= "-" then
+              local s = ("1"):rep(i - 1) .. c .. ("1"):rep(n - i)
+              assert.is_nil(ts('"' .. s .. '"'), s)
+            end
+          end
+        end
+      end
+      for _, s in ipairs({ "", "-", "--1", "1e9", "1234567890123456789", " 1", "1 " }) do
+        assert.is_nil(ts('"' .. s .. '"'), s)
+      end
+    end)
+  end)
+
   describe("contact tables", function()
     it("are one per contact and change, shared by that sender's events", function()
       local function change(contacts, messages, statuses)
