@@ -67,17 +67,32 @@
 #define WA_CONST_N WA_CONST_WALKFN
 #endif
 
-/* A message or status event for the builder; wa_build_chunk declares the same layout. */
+/*
+ * A message or status event for the builder; wa_build_chunk declares the same
+ * layout.  Strings (s, len; s NULL: absent):
+ *   message: 0 id, 1 from, 2 from_user_id, 3 text (the body, a caption or a
+ *            reply's title); with media: 4 id, 5 mime_type, 6 sha256,
+ *            7 filename, 8 url; with a reply: 4 id, 5 description; with a
+ *            context: 9 from, 10 id;
+ *   status:  0 id, 1 recipient_id, 2 recipient_user_id, 3 status (when not a
+ *            usual one).
+ * Booleans (b: 0 absent, 1 false, 2 true): media's voice and animated, the
+ * context's forwarded and frequently_forwarded.
+ */
 typedef struct {
-	const char *s[4]; /* message: id, from, from_user_id, text; status: id, recipient_id, */
-	uint32_t len[4];  /* recipient_user_id, status (when not a usual one); NULL: absent */
-	double ts;	  /* timestamp, when has_ts */
-	int32_t n;	  /* position in the events */
-	int32_t kind;	  /* WA_R_MESSAGE or WA_R_STATUS */
-	int32_t contact;  /* the contact's record + 1, or 0 */
-	int32_t st;	  /* message: 1 if a text; status: index in wa_nm_status + 1, or 0 */
+	const char *s[11];
+	uint32_t len[11];
+	double ts;	 /* timestamp, when has_ts */
+	int32_t n;	 /* position in the events */
+	int32_t kind;	 /* WA_R_MESSAGE or WA_R_STATUS */
+	int32_t contact; /* the contact's record + 1, or 0 */
+	int32_t st;	 /* status: index in wa_nm_status + 1, or 0 */
+	int32_t body;	 /* message: WA_B_*, what the record holds of the type's part */
+	int32_t sub;	 /* WA_B_MEDIA: which (image..sticker); WA_B_REPLY: button or list */
+	int32_t ctx;	 /* message: the record holds the context */
 	int32_t has_ts;
 	int32_t extra; /* has fields the walk sets after the builder (wa_flush_records) */
+	int32_t b[4];
 } wa_rec;
 
 /* A contact for the builder: name, username, wa_id, user_id, parent_user_id. */
@@ -87,6 +102,8 @@ typedef struct {
 } wa_crec;
 
 enum { WA_R_MESSAGE = 1, WA_R_STATUS = 2 };
+/* What a message record holds of the part that depends on the type (0: none, the walk sets it). */
+enum { WA_B_TEXT = 1, WA_B_MEDIA, WA_B_REPLY };
 
 /* Which of a contact's ids: wa_id, user_id. */
 enum { WA_ID, WA_USER_ID };
@@ -803,11 +820,13 @@ static const char wa_build_chunk[] =
     "local ok, ffi = pcall(require, 'ffi')\n"
     "if not ok then return end\n"
     "local setmetatable, fstring, cast = setmetatable, ffi.string, ffi.cast\n"
-    "local REC = 'struct { const char *s[4]; uint32_t len[4]; double ts;'\n"
-    "  .. ' int32_t n, kind, contact, st, has_ts, extra; }'\n"
+    "local REC = 'struct { const char *s[11]; uint32_t len[11]; double ts;'\n"
+    "  .. ' int32_t n, kind, contact, st, body, sub, ctx, has_ts, extra, b[4]; }'\n"
     "local CREC = 'struct { const char *s[5]; uint32_t len[5]; }'\n"
     "local recp, crecp = ffi.typeof('const ' .. REC .. ' *'), ffi.typeof('const ' .. CREC .. ' *')\n"
     "local USUAL = { 'sent', 'delivered', 'read', 'failed', 'played' }\n"
+    "local MEDIA = { 'image', 'video', 'audio', 'document', 'sticker' }\n"
+    "local REPLY = { 'button_reply', 'list_reply' }\n"
     "local tnew = select(2, pcall(require, 'table.new'))\n"
     "if type(tnew) ~= 'function' then tnew = function() return {} end end\n"
     "local last_rp, last_cp, recs, crecs\n"
@@ -831,15 +850,41 @@ static const char wa_build_chunk[] =
     "    if r.has_ts ~= 0 then ts = r.ts end\n"
     "    if r.contact ~= 0 then contact = contacts[r.contact] end\n"
     "    if r.kind == 1 then\n"
-    "      local ty\n"
-    "      if r.st ~= 0 then ty = 'text' end\n"
+    "      local body, b, ty, text, media, reply, context = r.body, r.b\n"
+    "      if s[3] ~= nil then text = fstring(s[3], len[3]) end\n"
+    "      if body == 1 then\n"
+    "        ty = 'text'\n"
+    "      elseif body == 2 then\n"
+    "        local voice, animated\n"
+    "        if b[0] ~= 0 then voice = b[0] == 2 end\n"
+    "        if b[1] ~= 0 then animated = b[1] == 2 end\n"
+    "        ty = MEDIA[r.sub]\n"
+    "        media = { id = s[4] ~= nil and fstring(s[4], len[4]) or nil,\n"
+    "          mime_type = s[5] ~= nil and fstring(s[5], len[5]) or nil,\n"
+    "          sha256 = s[6] ~= nil and fstring(s[6], len[6]) or nil, caption = text,\n"
+    "          filename = s[7] ~= nil and fstring(s[7], len[7]) or nil,\n"
+    "          voice = voice, animated = animated,\n"
+    "          url = s[8] ~= nil and fstring(s[8], len[8]) or nil }\n"
+    "      elseif body == 3 then\n"
+    "        ty = REPLY[r.sub]\n"
+    "        reply = { id = s[4] ~= nil and fstring(s[4], len[4]) or nil, title = text,\n"
+    "          description = s[5] ~= nil and fstring(s[5], len[5]) or nil }\n"
+    "      end\n"
+    "      if r.ctx ~= 0 then\n"
+    "        local fwd, ffwd\n"
+    "        if b[2] ~= 0 then fwd = b[2] == 2 end\n"
+    "        if b[3] ~= 0 then ffwd = b[3] == 2 end\n"
+    "        context = { from = s[9] ~= nil and fstring(s[9], len[9]) or nil,\n"
+    "          id = s[10] ~= nil and fstring(s[10], len[10]) or nil,\n"
+    "          forwarded = fwd, frequently_forwarded = ffwd }\n"
+    "      end\n"
     "      ev = { kind = 'message', field = field, waba_id = waba_id, entry_time = entry_time,\n"
     "        phone_number_id = pnid, display_phone_number = dpn,\n"
     "        id = s[0] ~= nil and fstring(s[0], len[0]) or nil,\n"
     "        from = s[1] ~= nil and fstring(s[1], len[1]) or nil,\n"
     "        from_user_id = s[2] ~= nil and fstring(s[2], len[2]) or nil,\n"
-    "        timestamp = ts, contact = contact, type = ty,\n"
-    "        text = s[3] ~= nil and fstring(s[3], len[3]) or nil }\n"
+    "        timestamp = ts, contact = contact, type = ty, text = text, media = media,\n"
+    "        reply = reply, context = context }\n"
     "    else\n"
     "      local st\n"
     "      if r.st ~= 0 then st = USUAL[r.st] elseif s[3] ~= nil then st = fstring(s[3], len[3]) end\n"
@@ -1389,6 +1434,87 @@ static void wa_message_body(wa_walk *w, const uint32_t *m)
 }
 
 #if WA_RECORDS
+/* A JSON boolean for a record's b: 2 true, 1 false, 0 anything else. */
+static int32_t wa_rbool(const wa_tape *t, uint32_t v)
+{
+	int ty = wa_type(t, v);
+	return ty == WA_J_TRUE ? 2 : ty == WA_J_FALSE ? 1 : 0;
+}
+
+/*
+ * Put into r the part of message m (wa_ns_msg's members) that depends on its
+ * type, for the shapes the builder makes (see wa_rec): a text, media, a
+ * button or list reply.  Returns WA_B_*, or 0 (r->s[3] NULL) for any other
+ * shape, which wa_message_body makes after the builder.
+ */
+static int32_t wa_rec_body(const wa_tape *t, wa_rec *r, const uint32_t *m)
+{
+	uint32_t ty = wa_str(t, m[M_TYPE]), o, f[8];
+	int which = ty ? wa_set_find(&wa_ns_msg, wa_jstr(t, ty), wa_jlen(t, ty)) : -1;
+	r->s[3] = NULL;
+	if (which < M_TEXT || (o = wa_obj(t, m[which])) == 0)
+		return 0;
+	switch (which) {
+	case M_TEXT:
+		wa_rstr(t, wa_gets(t, o, WA_KEY("body")), &r->s[3], &r->len[3]);
+		return WA_B_TEXT;
+	case M_IMAGE:
+	case M_VIDEO:
+	case M_AUDIO:
+	case M_DOCUMENT:
+	case M_STICKER:
+		/* as wa_set_media */
+		wa_scan(t, o, &wa_ns_set_media, f);
+		wa_rstr(t, f[3], &r->s[3], &r->len[3]);
+		wa_rstr(t, f[0], &r->s[4], &r->len[4]);
+		wa_rstr(t, f[1], &r->s[5], &r->len[5]);
+		wa_rstr(t, f[2], &r->s[6], &r->len[6]);
+		wa_rstr(t, f[4], &r->s[7], &r->len[7]);
+		wa_rstr(t, f[7], &r->s[8], &r->len[8]);
+		r->b[0] = wa_rbool(t, f[5]);
+		r->b[1] = wa_rbool(t, f[6]);
+		r->sub = which - M_IMAGE + 1;
+		return WA_B_MEDIA;
+	case M_INTERACTIVE: {
+		/* as wa_message_interactive */
+		uint32_t st, reply;
+		int list;
+		wa_scan(t, o, &wa_ns_message_interactive, f);
+		st = wa_str(t, f[0]);
+		list = wa_streq(t, st, WA_KEY("list_reply"));
+		if (!list && !wa_streq(t, st, WA_KEY("button_reply")))
+			return 0;
+		if ((reply = wa_obj(t, f[list ? 2 : 1])) == 0)
+			return 0;
+		wa_scan(t, reply, &wa_ns_message_interactive_rnames, f);
+		wa_rstr(t, f[0], &r->s[4], &r->len[4]);
+		wa_rstr(t, f[1], &r->s[3], &r->len[3]);
+		wa_rstr(t, f[2], &r->s[5], &r->len[5]);
+		r->sub = list + 1;
+		return WA_B_REPLY;
+	}
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Put context object c into r (as wa_set_context), or return 0 when it has
+ * a referred product, which wa_set_context makes after the builder.
+ */
+static int32_t wa_rec_context(const wa_tape *t, wa_rec *r, uint32_t c)
+{
+	uint32_t f[5];
+	wa_scan(t, c, &wa_ns_set_context, f);
+	if (wa_obj(t, f[4]))
+		return 0;
+	wa_rstr(t, f[0], &r->s[9], &r->len[9]);
+	wa_rstr(t, f[1], &r->s[10], &r->len[10]);
+	r->b[2] = wa_rbool(t, f[2]);
+	r->b[3] = wa_rbool(t, f[3]);
+	return 1;
+}
+
 /* Where the last record's members go (WA_RECM words; see wa_flush_records). */
 static uint32_t *wa_rec_members(wa_walk *w)
 {
@@ -1398,14 +1524,15 @@ static uint32_t *wa_rec_members(wa_walk *w)
 
 /*
  * The fields of the message event at the top of the stack (m: wa_ns_msg's
- * members) that the builder does not set, with the type and the body when
- * body is set.
+ * members) that the builder does not set, with the context when context is
+ * set, and the type and its part when body is.
  */
-static void wa_message_rest(wa_walk *w, const uint32_t *m, int body)
+static void wa_message_rest(wa_walk *w, const uint32_t *m, int body, int context)
 {
 	wa_setstr(w, K_from_parent_user_id, m[M_FROM_PARENT]);
 	wa_setstr(w, K_group_id, m[M_GROUP_ID]);
-	wa_set_context(w, wa_obj(w->t, m[M_CONTEXT]));
+	if (context)
+		wa_set_context(w, wa_obj(w->t, m[M_CONTEXT]));
 	/* referral and identity: lazy (wa_event_index) */
 	wa_set_errors(w, m[M_ERRORS]);
 	if (body)
@@ -1423,17 +1550,18 @@ static void wa_message_event(wa_walk *w, uint32_t msg)
 	if (w->build) {
 		wa_rec *r = wa_new_rec(w, WA_R_MESSAGE, msg);
 		lua_Integer ts;
-		/* A text message, the commonest, is whole after the builder. */
-		r->st = wa_streq(t, m[M_TYPE], WA_KEY("text"));
+		uint32_t ctx = wa_obj(t, m[M_CONTEXT]);
 		wa_rstr(t, m[M_ID], &r->s[0], &r->len[0]);
 		wa_rstr(t, from, &r->s[1], &r->len[1]);
 		wa_rstr(t, from_uid, &r->s[2], &r->len[2]);
-		wa_rstr(t, r->st ? wa_gets(t, wa_obj(t, m[M_TEXT]), WA_KEY("body")) : 0, &r->s[3],
-			&r->len[3]);
+		r->body = wa_rec_body(t, r, m);
+		r->ctx = ctx && wa_rec_context(t, r, ctx);
 		r->has_ts = wa_toint(t, m[M_TIMESTAMP], &ts);
 		r->ts = r->has_ts ? (double)ts : 0;
 		r->contact = wa_contact_rec(w, from, from_uid);
-		r->extra = !r->st || m[M_FROM_PARENT] || m[M_GROUP_ID] || m[M_CONTEXT] || m[M_ERRORS];
+		/* The commonest messages (text, media, replies) are whole after the builder. */
+		r->extra = !r->body || (ctx && !r->ctx) || m[M_FROM_PARENT] || m[M_GROUP_ID] ||
+			   m[M_ERRORS];
 		if (r->extra)
 			memcpy(wa_rec_members(w), m, sizeof m);
 		return;
@@ -1445,7 +1573,7 @@ static void wa_message_event(wa_walk *w, uint32_t msg)
 	wa_setstr(w, K_from_user_id, from_uid);
 	wa_setint(w, K_timestamp, m[M_TIMESTAMP]);
 	wa_set_contact(w, from, from_uid);
-	wa_message_rest(w, m, 1);
+	wa_message_rest(w, m, 1, 1);
 	wa_end_event(w);
 }
 
@@ -1595,7 +1723,7 @@ static void wa_flush_records(wa_walk *w)
 			continue;
 		lua_rawgeti(L, w->events, r->n);
 		if (r->kind == WA_R_MESSAGE)
-			wa_message_rest(w, m, !r->st);
+			wa_message_rest(w, m, !r->body, !r->ctx);
 		else
 			wa_status_rest(w, m);
 		lua_pop(L, 1);
