@@ -89,7 +89,7 @@ help:
 	@echo "make deps         install the Debian packages the project needs (as root)"
 	@echo "make / make LUA=luajit   build whatsapp.core for Lua 5.4 / LuaJIT"
 	@echo "make spec spec-luajit lint asan asan-luajit valgrind rock   the parts of make test"
-	@echo "make bench        the benchmarks (webhook parse; HTTP out and in);  make fuzz FUZZ_SECONDS=60"
+	@echo "make bench        the benchmarks (webhook parse; HTTP out and in);  make fuzz FUZZ_SECONDS=60 (each Lua)"
 
 deps:
 	@sh .ci/deps.sh
@@ -164,7 +164,8 @@ bench: build
 
 FUZZ_SECONDS ?= 60
 fuzz:
-	sh csrc/fuzz/run.sh $(FUZZ_SECONDS)
+	sh csrc/fuzz/run.sh $(FUZZ_SECONDS) lua5.4
+	sh csrc/fuzz/run.sh $(FUZZ_SECONDS) luajit
 
 BOT ?= menu
 run: deps build
