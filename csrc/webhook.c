@@ -55,13 +55,15 @@
  * place).  The fields the records do not carry (context, errors, every body
  * but text, the rarer ids) are then set by the walk as usual, on the events
  * that have them.  That does about a fifth less work per batch than calling
- * a Lua constructor per event.  Without the FFI (and under Lua 5.4, where
- * none of this saves anything) every event is made through the API.
+ * a Lua constructor per event.  Without the FFI or with the JIT compiler off
+ * (and under Lua 5.4, where none of this saves anything) every event is made
+ * through the API.
  */
 #if defined(LUA_JITLIBNAME) /* LuaJIT's lualib.h */
 #define WA_RECORDS 1
 #define WA_CONST_BUILD 2
-#define WA_CONST_N WA_CONST_BUILD
+#define WA_CONST_JITSTATUS 3 /* jit.status (see wa_jit_on) */
+#define WA_CONST_N WA_CONST_JITSTATUS
 #else
 #define WA_RECORDS 0
 #define WA_CONST_N WA_CONST_WALKFN
@@ -141,6 +143,8 @@ typedef struct {
 	uint32_t *recm;
 	size_t recm_cap;
 	int busy; /* the tape is in use (a parse or a lazy decode is running) */
+	unsigned jit_ticks; /* parses since the JIT compiler's status was asked (wa_jit_on) */
+	int jit_off;
 	lua_Integer gen; /* bumped whenever the tape is parsed or freed */
 	int closed;
 } wa_parser;
@@ -899,7 +903,7 @@ static const char wa_build_chunk[] =
     "    mt[n] = ev\n"
     "  end\n"
     "end\n"
-    "return build, ffi.sizeof(REC), ffi.sizeof(CREC)\n";
+    "return build, ffi.sizeof(REC), ffi.sizeof(CREC), require('jit').status\n";
 #endif
 
 /* (wa_id and user_id first: WA_ID, WA_USER_ID) */
@@ -2140,6 +2144,24 @@ static int wa_webhook_parser(lua_State *L)
 	return 1;
 }
 
+#if WA_RECORDS
+/*
+ * Whether the JIT compiler is on (jit.status()), asked at every 64th parse of
+ * p: with it off, the builder's FFI accesses are interpreted, and events made
+ * through the API take half the time.
+ */
+static int wa_jit_on(lua_State *L, wa_parser *p, int consts)
+{
+	if (p->jit_ticks++ % 64 == 0) {
+		lua_rawgeti(L, consts, WA_CONST_JITSTATUS);
+		lua_call(L, 0, 1);
+		p->jit_off = !lua_toboolean(L, -1);
+		lua_pop(L, 1);
+	}
+	return !p->jit_off;
+}
+#endif
+
 /*
  * The protected part of parser:parse: wa_parser_parse calls it with
  * (parser, body, nil, error_mt or nil, constants) and clears the parser's
@@ -2170,7 +2192,7 @@ static int wa_parser_walk(lua_State *L)
 	w.consts = 5;
 #if WA_RECORDS
 	lua_rawgeti(L, w.consts, WA_CONST_BUILD);
-	if (!lua_isnil(L, -1))
+	if (!lua_isnil(L, -1) && wa_jit_on(L, p, w.consts))
 		w.build = lua_gettop(L);
 #endif
 	n = wa_count_events(&p->tape);
@@ -2391,13 +2413,14 @@ void wa_webhook_open(lua_State *L)
 		/* the builder, when the FFI is there and agrees on the records' layout */
 		if (luaL_loadbuffer(L, wa_build_chunk, sizeof wa_build_chunk - 1, "=whatsapp.core(build)"))
 			lua_error(L);
-		lua_call(L, 0, 3);
-		if (lua_tointeger(L, -2) == (lua_Integer)sizeof(wa_rec) &&
-		    lua_tointeger(L, -1) == (lua_Integer)sizeof(wa_crec)) {
+		lua_call(L, 0, 4);
+		if (lua_tointeger(L, -3) == (lua_Integer)sizeof(wa_rec) &&
+		    lua_tointeger(L, -2) == (lua_Integer)sizeof(wa_crec) && lua_isfunction(L, -1)) {
+			lua_rawseti(L, -5, WA_CONST_JITSTATUS);
 			lua_pop(L, 2);
 			lua_rawseti(L, -2, WA_CONST_BUILD);
 		} else {
-			lua_pop(L, 3);
+			lua_pop(L, 4);
 		}
 #endif
 		wa_setfuncs(L, wa_parser_methods, 1);

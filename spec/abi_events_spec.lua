@@ -63,6 +63,30 @@ describe("events from records", function()
     assert.equal(THIS == "luajit", core._records())
   end)
 
+  it("are not used while the JIT compiler is off (the builder would be interpreted)", function()
+    if THIS ~= "luajit" then return end
+    local body = helpers.read("bench/bodies/single.json")
+    -- whether a parse by a new parser calls the builder
+    local function builder_ran()
+      local ran = false
+      debug.sethook(function()
+        if debug.getinfo(2, "S").source == "=whatsapp.core(build)" then ran = true end
+      end, "c")
+      local p = core.parser()
+      local ok, err = pcall(p.parse, p, body)
+      debug.sethook()
+      assert(ok, err)
+      return ran
+    end
+    local jit = require "jit"
+    jit.off()
+    local ok, off = pcall(builder_ran)
+    jit.on()
+    assert(ok, off)
+    assert.is_false(off)
+    assert.is_true(builder_ran())
+  end)
+
   it("are the same as the events made through the API", function()
     local mine = my_dump()
     local before = core._records()
