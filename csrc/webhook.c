@@ -52,17 +52,19 @@
  * (wa_build_chunk, kept in the constants table), a Lua function that reads
  * the records through the FFI in a loop the JIT compiles, and makes the
  * tables with table constructors (a template copied at once, its keys in
- * place).  The fields the records do not carry (context, errors, every body
- * but text, the rarer ids) are then set by the walk as usual, on the events
- * that have them.  That does about a fifth less work per batch than calling
- * a Lua constructor per event.  Without the FFI or with the JIT compiler off
+ * place).  A record carries the commonest shapes: a text, media, a button or
+ * list reply, a context without a referred product.  The rest (other types,
+ * errors, the rarer ids) is then set by the walk as usual, on the events that
+ * have it.  That does about a tenth less work per batch than calling a Lua
+ * constructor per event.  Without the FFI or with the JIT compiler off
  * (and under Lua 5.4, where none of this saves anything) every event is made
  * through the API.
  */
 #if defined(LUA_JITLIBNAME) /* LuaJIT's lualib.h */
 #define WA_RECORDS 1
 #define WA_CONST_BUILD 2
-#define WA_CONST_JITSTATUS 3 /* jit.status (see wa_jit_on) */
+#define WA_CONST_CTL 3	     /* the builder's control block (wa_ctl) */
+#define WA_CONST_JITSTATUS 4 /* jit.status (see wa_jit_on) */
 #define WA_CONST_N WA_CONST_JITSTATUS
 #else
 #define WA_RECORDS 0
@@ -102,6 +104,18 @@ typedef struct {
 	const char *s[5];
 	uint32_t len[5];
 } wa_crec;
+
+/*
+ * Where the builder finds the records of the change (see wa_build_chunk):
+ * set by wa_flush_records for the time of the call only.  magic is set by
+ * the builder's chunk, so that the C side knows it reads the block itself.
+ */
+typedef struct {
+	const wa_rec *recs;
+	const wa_crec *crecs;
+	int32_t nrec, ncrec, magic;
+} wa_ctl;
+#define WA_CTL_MAGIC 0x57415245
 
 enum { WA_R_MESSAGE = 1, WA_R_STATUS = 2 };
 /* What a message record holds of the part that depends on the type (0: none, the walk sets it). */
@@ -812,31 +826,35 @@ static wa_rec *wa_new_rec(wa_walk *w, int kind, uint32_t src)
 
 /*
  * The builder (see WA_RECORDS), loaded once per state by wa_webhook_open:
- * returns the builder and the sizes of the two record types, which the C
- * side checks against its own; or nothing without the FFI.  The builder
- * takes (records, n, contact records, n, events, metatable, field, waba_id,
- * entry_time, phone_number_id, display_phone_number), makes the contacts,
- * then each event, gives it the batch metatable and stores it at its
- * position in the events and in the batch's own list (the metatable's array
- * part).
+ * returns the builder, its control block (a wa_ctl, FFI memory), the sizes of
+ * the two record types, which the C side checks against its own, and
+ * jit.status; or nothing without the FFI.  The builder takes (events,
+ * metatable, field, waba_id, entry_time, phone_number_id,
+ * display_phone_number); it reads where the records are from the control
+ * block, once, on entry, makes the contacts, then each event, gives it the
+ * batch metatable and stores it at its position in the events and in the
+ * batch's own list (the metatable's array part).  It takes no address from
+ * its caller: outside wa_flush_records the control block holds no records,
+ * so Lua code that gets hold of the builder (jit.attach hands it over) can
+ * make it read nothing else.
  */
 static const char wa_build_chunk[] =
     "local ok, ffi = pcall(require, 'ffi')\n"
     "if not ok then return end\n"
-    "local setmetatable, fstring, cast = setmetatable, ffi.string, ffi.cast\n"
+    "local setmetatable, fstring = setmetatable, ffi.string\n"
     "local REC = 'struct { const char *s[11]; uint32_t len[11]; double ts;'\n"
     "  .. ' int32_t n, kind, contact, st, body, sub, ctx, has_ts, extra, b[4]; }'\n"
     "local CREC = 'struct { const char *s[5]; uint32_t len[5]; }'\n"
-    "local recp, crecp = ffi.typeof('const ' .. REC .. ' *'), ffi.typeof('const ' .. CREC .. ' *')\n"
+    "local ctl = ffi.new('struct { const ' .. REC .. ' *recs; const ' .. CREC .. ' *crecs;'\n"
+    "  .. ' int32_t nrec, ncrec, magic; }')\n"
+    "ctl.magic = 0x57415245\n"
     "local USUAL = { 'sent', 'delivered', 'read', 'failed', 'played' }\n"
     "local MEDIA = { 'image', 'video', 'audio', 'document', 'sticker' }\n"
     "local REPLY = { 'button_reply', 'list_reply' }\n"
     "local tnew = select(2, pcall(require, 'table.new'))\n"
     "if type(tnew) ~= 'function' then tnew = function() return {} end end\n"
-    "local last_rp, last_cp, recs, crecs\n"
-    "local function build(rp, nrec, cp, ncon, events, mt, field, waba_id, entry_time, pnid, dpn)\n"
-    "  if rp ~= last_rp then recs, last_rp = cast(recp, rp), rp end\n"
-    "  if cp ~= last_cp then crecs, last_cp = cast(crecp, cp), cp end\n"
+    "local function build(events, mt, field, waba_id, entry_time, pnid, dpn)\n"
+    "  local recs, crecs, nrec, ncon = ctl.recs, ctl.crecs, ctl.nrec, ctl.ncrec\n"
     "  local contacts = tnew(ncon, 0)\n"
     "  for i = 0, ncon - 1 do\n"
     "    local s, len = crecs[i].s, crecs[i].len\n"
@@ -903,7 +921,7 @@ static const char wa_build_chunk[] =
     "    mt[n] = ev\n"
     "  end\n"
     "end\n"
-    "return build, ffi.sizeof(REC), ffi.sizeof(CREC), require('jit').status\n";
+    "return build, ctl, ffi.sizeof(REC), ffi.sizeof(CREC), require('jit').status\n";
 #endif
 
 /* (wa_id and user_id first: WA_ID, WA_USER_ID) */
@@ -1700,15 +1718,15 @@ static void wa_flush_records(wa_walk *w)
 {
 	lua_State *L = w->L;
 	wa_parser *p = w->p;
+	wa_ctl *ctl;
 	int i;
 	if (w->nrec == 0)
 		return;
 	luaL_checkstack(L, 16, "webhook parse");
+	lua_rawgeti(L, w->consts, WA_CONST_CTL);
+	ctl = (wa_ctl *)lua_topointer(L, -1); /* kept by the constants table */
+	lua_pop(L, 1);
 	lua_pushvalue(L, w->build);
-	lua_pushlightuserdata(L, p->recs);
-	lua_pushinteger(L, w->nrec);
-	lua_pushlightuserdata(L, p->crecs);
-	lua_pushinteger(L, w->ncrec);
 	lua_pushvalue(L, w->events);
 	lua_pushvalue(L, w->mt);
 	wa_pushslot_or_nil(w, w->s_field);
@@ -1719,7 +1737,19 @@ static void wa_flush_records(wa_walk *w)
 		lua_pushnil(L);
 	wa_pushslot_or_nil(w, w->s_pnid);
 	wa_pushslot_or_nil(w, w->s_dpn);
-	lua_call(L, 11, 0);
+	ctl->recs = p->recs;
+	ctl->nrec = w->nrec;
+	ctl->crecs = p->crecs;
+	ctl->ncrec = w->ncrec;
+	/*
+	 * (a memory error in the builder skips the reset below: the next flush
+	 * sets the block again, and until then it points at the parser's own
+	 * buffers, which the builder only reads)
+	 */
+	lua_call(L, 7, 0);
+	ctl->recs = NULL;
+	ctl->crecs = NULL;
+	ctl->nrec = ctl->ncrec = 0;
 	for (i = 0; i < w->nrec; i++) {
 		const wa_rec *r = &p->recs[i];
 		const uint32_t *m = &p->recm[(size_t)i * WA_RECM];
@@ -2268,11 +2298,20 @@ static int wa_parser_parse(lua_State *L)
 	return lua_gettop(L) - 4;
 }
 
-/*
- * close, __gc and __close: free the buffers, or once they are no longer in
- * use (wa_parser_release); safe twice.
- */
+/* __gc: free the buffers (a parser being collected is in use nowhere). */
 static int wa_parser__gc(lua_State *L)
+{
+	wa_parser *p = (wa_parser *)luaL_checkudata(L, 1, WA_PARSER_MT);
+	p->closed = 1;
+	wa_parser_free(p);
+	return 0;
+}
+
+/*
+ * close and __close: free the buffers, or once they are no longer in use
+ * (wa_parser_release), or at the latest when collected; safe twice.
+ */
+static int wa_parser_close(lua_State *L)
 {
 	wa_parser *p = (wa_parser *)luaL_checkudata(L, 1, WA_PARSER_MT);
 	p->closed = 1;
@@ -2306,7 +2345,7 @@ static int wa_webhook_json_decode(lua_State *L)
 
 static const luaL_Reg wa_parser_methods[] = {
 	{"parse", wa_parser_parse},
-	{"close", wa_parser__gc},
+	{"close", wa_parser_close},
 	{NULL, NULL}};
 
 /*
@@ -2413,21 +2452,24 @@ void wa_webhook_open(lua_State *L)
 		/* the builder, when the FFI is there and agrees on the records' layout */
 		if (luaL_loadbuffer(L, wa_build_chunk, sizeof wa_build_chunk - 1, "=whatsapp.core(build)"))
 			lua_error(L);
-		lua_call(L, 0, 4);
+		lua_call(L, 0, 5);
 		if (lua_tointeger(L, -3) == (lua_Integer)sizeof(wa_rec) &&
-		    lua_tointeger(L, -2) == (lua_Integer)sizeof(wa_crec) && lua_isfunction(L, -1)) {
-			lua_rawseti(L, -5, WA_CONST_JITSTATUS);
+		    lua_tointeger(L, -2) == (lua_Integer)sizeof(wa_crec) && lua_isfunction(L, -1) &&
+		    lua_topointer(L, -4) != NULL &&
+		    ((const wa_ctl *)lua_topointer(L, -4))->magic == WA_CTL_MAGIC) {
+			lua_rawseti(L, -6, WA_CONST_JITSTATUS);
 			lua_pop(L, 2);
+			lua_rawseti(L, -3, WA_CONST_CTL);
 			lua_rawseti(L, -2, WA_CONST_BUILD);
 		} else {
-			lua_pop(L, 4);
+			lua_pop(L, 5);
 		}
 #endif
 		wa_setfuncs(L, wa_parser_methods, 1);
 		lua_setfield(L, -2, "__index");
 		lua_pushcfunction(L, wa_parser__gc);
 		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, wa_parser__gc);
+		lua_pushcfunction(L, wa_parser_close);
 		lua_setfield(L, -2, "__close");
 		lua_pushliteral(L, "whatsapp.webhook.Parser");
 		lua_setfield(L, -2, "__name");

@@ -14,8 +14,8 @@ local THIS = helpers.interpreter()
 local OTHER = THIS == "luajit" and "lua5.4" or "luajit"
 
 -- Besides the fixtures and the bench bodies, spec/abi/bodies/ holds bodies that set what the
--- records leave to later stores: group and parent ids, context, errors on messages and
--- statuses, every optional status field, repeated and missing contacts, a status without a
+-- records leave to later stores: group and parent ids, contexts with a referred product,
+-- errors on messages and statuses, every optional status field, repeated and missing contacts, a status without a
 -- status, numbers in strings, and a body with more contacts than events.
 local PATHS = {}
 for _, name in ipairs(helpers.list("webhooks")) do

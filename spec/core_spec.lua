@@ -156,6 +156,48 @@ describe("whatsapp.core", function()
       end
     end)
 
+    it("a parse run from inside another's builder leaves the outer one its own records", function()
+      -- Lua code (a finalizer, a hook) may run inside the LuaJIT builder and parse another
+      -- body: the outer builder must go on with its own records.
+      if not rawget(_G, "jit") then return end
+      local outer = helpers.read("bench/bodies/batch.json")
+      local inner = helpers.read("bench/bodies/single.json")
+      local want = assert(core.parser():parse(outer))
+      local p, fired = core.parser(), false
+      debug.sethook(function()
+        if not fired and debug.getinfo(2, "S").source == "=whatsapp.core(build)" then
+          fired = true
+          assert(core.parser():parse(inner))
+        end
+      end, "", 50)
+      local ok, events = pcall(p.parse, p, outer)
+      debug.sethook()
+      assert(ok, events)
+      assert.is_true(fired)
+      assert.equal(#want, #events)
+      for i = 1, #want do
+        assert.equal(want[i].id, events[i].id)
+        assert.equal(want[i].text, events[i].text)
+        assert.equal(want[i].contact and want[i].contact.name, events[i].contact and events[i].contact.name)
+      end
+    end)
+
+    it("has a builder that, called from Lua, reads no records", function()
+      -- jit.attach hands Lua code the builder (here the debug library does, from the
+      -- constants table, upvalue 1 of parse): outside a parse it must find nothing to read.
+      if not rawget(_G, "jit") then return end
+      local _, consts = debug.getupvalue(getmetatable(core.parser()).__index.parse, 1)
+      local builder = consts[2]
+      assert.is_function(builder)
+      local events, mt = {}, {}
+      builder(events, mt, "messages", "1", 1, "2", "3")
+      assert.is_nil(next(events))
+      assert.is_nil(next(mt))
+      assert(core.parser():parse(helpers.read("bench/bodies/single.json")))
+      builder(events, mt, "messages", "1", 1, "2", "3")
+      assert.is_nil(next(events))
+    end)
+
     it("raises on argument errors, returns nil + message for bad JSON", function()
       local p = core.parser()
       assert.has_error(function() p:parse({}) end)
