@@ -183,7 +183,8 @@ typedef struct {
 	X(title) X(description) X(message_id) X(emoji) X(removed) X(original_message_id)           \
 	X(message) X(body) X(response_json) X(response) X(details) X(href) X(change) X(unknown)    \
 	X(interactive) X(address_reply) X(flow_reply) X(image) X(video) X(audio) X(document)         \
-	X(sticker) X(button) X(unsupported) X(sent) X(delivered) X(read) X(failed) X(played)
+	X(sticker) X(button) X(unsupported) X(sent) X(delivered) X(read) X(failed) X(played)       \
+	X(button_reply) X(list_reply)
 
 #define WA_ENUM(n) K_##n,
 enum { WA_STRINGS(WA_ENUM) K__COUNT };
@@ -274,6 +275,18 @@ static uint32_t wa_str(const wa_tape *t, uint32_t i)
 static uint32_t wa_obj(const wa_tape *t, uint32_t i)
 {
 	return wa_type(t, i) == WA_J_OBJ ? i : 0;
+}
+
+/* String node i into a record's s / len, NULL when it is not one. */
+static void wa_rstr(const wa_tape *t, uint32_t i, const char **s, uint32_t *len)
+{
+	if (wa_type(t, i) == WA_J_STR) {
+		*s = wa_jstr(t, i);
+		*len = wa_jlen(t, i);
+	} else {
+		*s = NULL;
+		*len = 0;
+	}
 }
 
 /* Member of obj if it is a string, else 0. */
@@ -573,16 +586,6 @@ static void wa_setslot(wa_walk *w, int k, int idx)
 	lua_rawset(w->L, -3);
 }
 
-static void wa_setbool(wa_walk *w, int k, uint32_t v)
-{
-	int ty = wa_type(w->t, v);
-	if (ty == WA_J_TRUE || ty == WA_J_FALSE) {
-		wa_pushk(w, k);
-		lua_pushboolean(w->L, ty == WA_J_TRUE);
-		lua_rawset(w->L, -3);
-	}
-}
-
 /* A number, or a string holding one (location coordinates come as both). */
 static void wa_setnum(wa_walk *w, int k, uint32_t v)
 {
@@ -796,18 +799,6 @@ static void wa_pushslot_or_nil(wa_walk *w, int idx)
 		lua_pushvalue(w->L, idx);
 	else
 		lua_pushnil(w->L);
-}
-
-/* String node i into a record's s / len, NULL when it is not one. */
-static void wa_rstr(const wa_tape *t, uint32_t i, const char **s, uint32_t *len)
-{
-	if (wa_type(t, i) == WA_J_STR) {
-		*s = wa_jstr(t, i);
-		*len = wa_jlen(t, i);
-	} else {
-		*s = NULL;
-		*len = 0;
-	}
 }
 
 /*
@@ -1130,55 +1121,10 @@ static const wa_name wa_nm_set_context[] = {WA_N("from"), WA_N("id"), WA_N("forw
 	WA_N("frequently_forwarded"), WA_N("referred_product")};
 static wa_nameset wa_ns_set_context = WA_SET(wa_nm_set_context);
 
-static void wa_set_context(wa_walk *w, uint32_t c)
-{
-	uint32_t m[5];
-	if (!c)
-		return;
-	wa_scan(w->t, c, &wa_ns_set_context, m);
-	wa_pushk(w, K_context);
-	lua_createtable(w->L, 0, 5);
-	wa_setstr(w, K_from, m[0]);
-	wa_setstr(w, K_id, m[1]);
-	wa_setbool(w, K_forwarded, m[2]);
-	wa_setbool(w, K_frequently_forwarded, m[3]);
-	if (wa_obj(w->t, m[4])) {
-		uint32_t r[2];
-		wa_scan(w->t, m[4], &wa_ns_set_context_rnames, r);
-		wa_pushk(w, K_referred_product);
-		lua_createtable(w->L, 0, 2);
-		wa_setstr(w, K_catalog_id, r[0]);
-		wa_setstr(w, K_product_retailer_id, r[1]);
-		lua_rawset(w->L, -3);
-	}
-	lua_rawset(w->L, -3);
-}
-
 static const wa_name wa_nm_set_media[] = {WA_N("id"),	  WA_N("mime_type"), WA_N("sha256"),
 	WA_N("caption"),  WA_N("filename"),  WA_N("voice"),
 	WA_N("animated"), WA_N("url")};
 static wa_nameset wa_ns_set_media = WA_SET(wa_nm_set_media);
-
-/* media = {...} and text = caption for the five media types. */
-static void wa_set_media(wa_walk *w, uint32_t o)
-{
-	uint32_t m[8];
-	if (!o)
-		return;
-	wa_scan(w->t, o, &wa_ns_set_media, m);
-	wa_pushk(w, K_media);
-	lua_createtable(w->L, 0, 8);
-	wa_setstr(w, K_id, m[0]);
-	wa_setstr(w, K_mime_type, m[1]);
-	wa_setstr(w, K_sha256, m[2]);
-	wa_setstr(w, K_caption, m[3]);
-	wa_setstr(w, K_filename, m[4]);
-	wa_setbool(w, K_voice, m[5]);
-	wa_setbool(w, K_animated, m[6]);
-	wa_setstr(w, K_url, m[7]);
-	lua_rawset(w->L, -3);
-	wa_setstr(w, K_text, m[3]);
-}
 
 /* Push a fresh, empty Parser userdata (its __gc frees whatever it holds). */
 static wa_parser *wa_push_parser(lua_State *L)
@@ -1288,29 +1234,182 @@ static wa_nameset wa_ns_message_interactive = WA_SET(wa_nm_message_interactive);
 static const wa_name wa_nm_message_interactive_rnames[] = {WA_N("id"), WA_N("title"), WA_N("description")};
 static wa_nameset wa_ns_message_interactive_rnames = WA_SET(wa_nm_message_interactive_rnames);
 
+/* A JSON boolean for a record's b: 2 true, 1 false, 0 anything else. */
+static int32_t wa_rbool(const wa_tape *t, uint32_t v)
+{
+	int ty = wa_type(t, v);
+	return ty == WA_J_TRUE ? 2 : ty == WA_J_FALSE ? 1 : 0;
+}
+
+/*
+ * Put into r the part of message m (wa_ns_msg's members) that depends on its
+ * type, for the commonest shapes (see wa_rec): a text, media, a button or
+ * list reply.  Returns WA_B_*, or 0 (r->s[3] NULL) for any other shape, which
+ * wa_message_body makes.
+ */
+static int32_t wa_rec_body(const wa_tape *t, wa_rec *r, const uint32_t *m)
+{
+	uint32_t ty = wa_str(t, m[M_TYPE]), o, f[8];
+	int which = ty ? wa_set_find(&wa_ns_msg, wa_jstr(t, ty), wa_jlen(t, ty)) : -1;
+	r->s[3] = NULL;
+	if (which < M_TEXT || (o = wa_obj(t, m[which])) == 0)
+		return 0;
+	switch (which) {
+	case M_TEXT:
+		wa_rstr(t, wa_gets(t, o, WA_KEY("body")), &r->s[3], &r->len[3]);
+		return WA_B_TEXT;
+	case M_IMAGE:
+	case M_VIDEO:
+	case M_AUDIO:
+	case M_DOCUMENT:
+	case M_STICKER:
+		wa_scan(t, o, &wa_ns_set_media, f);
+		wa_rstr(t, f[3], &r->s[3], &r->len[3]);
+		wa_rstr(t, f[0], &r->s[4], &r->len[4]);
+		wa_rstr(t, f[1], &r->s[5], &r->len[5]);
+		wa_rstr(t, f[2], &r->s[6], &r->len[6]);
+		wa_rstr(t, f[4], &r->s[7], &r->len[7]);
+		wa_rstr(t, f[7], &r->s[8], &r->len[8]);
+		r->b[0] = wa_rbool(t, f[5]);
+		r->b[1] = wa_rbool(t, f[6]);
+		r->sub = which - M_IMAGE + 1;
+		return WA_B_MEDIA;
+	case M_INTERACTIVE: {
+		uint32_t st, reply;
+		int list;
+		wa_scan(t, o, &wa_ns_message_interactive, f);
+		st = wa_str(t, f[0]);
+		list = wa_streq(t, st, WA_KEY("list_reply"));
+		if (!list && !wa_streq(t, st, WA_KEY("button_reply")))
+			return 0;
+		if ((reply = wa_obj(t, f[list ? 2 : 1])) == 0)
+			return 0;
+		wa_scan(t, reply, &wa_ns_message_interactive_rnames, f);
+		wa_rstr(t, f[0], &r->s[4], &r->len[4]);
+		wa_rstr(t, f[1], &r->s[3], &r->len[3]);
+		wa_rstr(t, f[2], &r->s[5], &r->len[5]);
+		r->sub = list + 1;
+		return WA_B_REPLY;
+	}
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Put context object c into r (see wa_rec) and return its referred product
+ * (an object node), or 0.
+ */
+static uint32_t wa_rec_context(const wa_tape *t, wa_rec *r, uint32_t c)
+{
+	uint32_t f[5];
+	wa_scan(t, c, &wa_ns_set_context, f);
+	wa_rstr(t, f[0], &r->s[9], &r->len[9]);
+	wa_rstr(t, f[1], &r->s[10], &r->len[10]);
+	r->b[2] = wa_rbool(t, f[2]);
+	r->b[3] = wa_rbool(t, f[3]);
+	return wa_obj(t, f[4]);
+}
+
+/* table[k] = string i of record r, when it has one. */
+static void wa_setrstr(wa_walk *w, int k, const wa_rec *r, int i)
+{
+	if (r->s[i]) {
+		wa_pushk(w, k);
+		lua_pushlstring(w->L, r->s[i], r->len[i]);
+		lua_rawset(w->L, -3);
+	}
+}
+
+/* table[k] = boolean i of record r, when it has one. */
+static void wa_setrbool(wa_walk *w, int k, const wa_rec *r, int i)
+{
+	if (r->b[i]) {
+		wa_pushk(w, k);
+		lua_pushboolean(w->L, r->b[i] == 2);
+		lua_rawset(w->L, -3);
+	}
+}
+
+/*
+ * ev.context, for the event at the top of the stack, from context object c
+ * (0: none).  The same table as the builder makes, with the referred product
+ * when there is one.
+ */
+static void wa_set_context(wa_walk *w, uint32_t c)
+{
+	wa_rec r;
+	uint32_t product;
+	if (!c)
+		return;
+	memset(&r, 0, sizeof r);
+	product = wa_rec_context(w->t, &r, c);
+	wa_pushk(w, K_context);
+	lua_createtable(w->L, 0, 5);
+	wa_setrstr(w, K_from, &r, 9);
+	wa_setrstr(w, K_id, &r, 10);
+	wa_setrbool(w, K_forwarded, &r, 2);
+	wa_setrbool(w, K_frequently_forwarded, &r, 3);
+	if (product) {
+		uint32_t f[2];
+		wa_scan(w->t, product, &wa_ns_set_context_rnames, f);
+		wa_pushk(w, K_referred_product);
+		lua_createtable(w->L, 0, 2);
+		wa_setstr(w, K_catalog_id, f[0]);
+		wa_setstr(w, K_product_retailer_id, f[1]);
+		lua_rawset(w->L, -3);
+	}
+	lua_rawset(w->L, -3);
+}
+
+/*
+ * The type of the event at the top of the stack and its part, from a message
+ * record's body (r->body, WA_B_*): the same tables as the builder makes.
+ */
+static void wa_set_rec_body(wa_walk *w, const wa_rec *r)
+{
+	lua_State *L = w->L;
+	switch (r->body) {
+	case WA_B_TEXT:
+		wa_setk(w, K_type, K_text);
+		break;
+	case WA_B_MEDIA:
+		wa_setk(w, K_type, wa_msg_type_k[M_IMAGE - M_TEXT + r->sub - 1]);
+		wa_pushk(w, K_media);
+		lua_createtable(L, 0, 8);
+		wa_setrstr(w, K_id, r, 4);
+		wa_setrstr(w, K_mime_type, r, 5);
+		wa_setrstr(w, K_sha256, r, 6);
+		wa_setrstr(w, K_caption, r, 3);
+		wa_setrstr(w, K_filename, r, 7);
+		wa_setrbool(w, K_voice, r, 0);
+		wa_setrbool(w, K_animated, r, 1);
+		wa_setrstr(w, K_url, r, 8);
+		lua_rawset(L, -3);
+		break;
+	case WA_B_REPLY:
+		wa_setk(w, K_type, r->sub == 2 ? K_list_reply : K_button_reply);
+		wa_pushk(w, K_reply);
+		lua_createtable(L, 0, 3);
+		wa_setrstr(w, K_id, r, 4);
+		wa_setrstr(w, K_title, r, 3);
+		wa_setrstr(w, K_description, r, 5);
+		lua_rawset(L, -3);
+		break;
+	}
+	wa_setrstr(w, K_text, r, 3);
+}
+
+
 /* The interactive part of a message: sets ev.type and what goes with it. */
 static void wa_message_interactive(wa_walk *w, uint32_t it)
 {
 	const wa_tape *t = w->t;
-	lua_State *L = w->L;
 	uint32_t m[5], st;
 	wa_scan(t, it, &wa_ns_message_interactive, m);
 	st = wa_str(t, m[0]);
-	if (wa_streq(t, st, WA_KEY("button_reply")) || wa_streq(t, st, WA_KEY("list_reply"))) {
-		uint32_t r = wa_obj(t, m[wa_is(t, st, WA_KEY("button_reply")) ? 1 : 2]);
-		wa_setstr(w, K_type, st);
-		if (r) {
-			uint32_t rm[3];
-			wa_scan(t, r, &wa_ns_message_interactive_rnames, rm);
-			wa_pushk(w, K_reply);
-			lua_createtable(L, 0, 3);
-			wa_setstr(w, K_id, rm[0]);
-			wa_setstr(w, K_title, rm[1]);
-			wa_setstr(w, K_description, rm[2]);
-			lua_rawset(L, -3);
-			wa_setstr(w, K_text, rm[1]);
-		}
-	} else if (wa_streq(t, st, WA_KEY("nfm_reply"))) {
+	/* (a button or list reply with its reply object is a record's: wa_rec_body) */
+	if (wa_streq(t, st, WA_KEY("nfm_reply"))) {
 		uint32_t r = wa_obj(t, m[3]);
 		uint32_t name = wa_gets(t, r, WA_KEY("name"));
 		wa_setk(w, K_type,
@@ -1338,9 +1437,16 @@ static void wa_message_body(wa_walk *w, const uint32_t *m)
 	lua_State *L = w->L;
 	uint32_t ty = wa_str(t, m[M_TYPE]), o;
 	int which;
+	wa_rec r;
 
+	memset(&r, 0, sizeof r);
 	if (!ty) {
 		wa_setk(w, K_type, K_unknown);
+		return;
+	}
+	/* A text, media, a button or list reply: as the records have them. */
+	if ((r.body = wa_rec_body(t, &r, m)) != 0) {
+		wa_set_rec_body(w, &r);
 		return;
 	}
 	which = wa_set_find(&wa_ns_msg, wa_jstr(t, ty), wa_jlen(t, ty));
@@ -1348,16 +1454,6 @@ static void wa_message_body(wa_walk *w, const uint32_t *m)
 		which = -1;
 	o = which >= 0 ? wa_obj(t, m[which]) : 0;
 	switch (which) {
-	case M_TEXT:
-		wa_setstr(w, K_text, wa_gets(t, o, WA_KEY("body")));
-		break;
-	case M_IMAGE:
-	case M_VIDEO:
-	case M_AUDIO:
-	case M_DOCUMENT:
-	case M_STICKER:
-		wa_set_media(w, o);
-		break;
 	case M_LOCATION:
 		if (o) {
 			uint32_t lm[5];
@@ -1456,87 +1552,6 @@ static void wa_message_body(wa_walk *w, const uint32_t *m)
 }
 
 #if WA_RECORDS
-/* A JSON boolean for a record's b: 2 true, 1 false, 0 anything else. */
-static int32_t wa_rbool(const wa_tape *t, uint32_t v)
-{
-	int ty = wa_type(t, v);
-	return ty == WA_J_TRUE ? 2 : ty == WA_J_FALSE ? 1 : 0;
-}
-
-/*
- * Put into r the part of message m (wa_ns_msg's members) that depends on its
- * type, for the shapes the builder makes (see wa_rec): a text, media, a
- * button or list reply.  Returns WA_B_*, or 0 (r->s[3] NULL) for any other
- * shape, which wa_message_body makes after the builder.
- */
-static int32_t wa_rec_body(const wa_tape *t, wa_rec *r, const uint32_t *m)
-{
-	uint32_t ty = wa_str(t, m[M_TYPE]), o, f[8];
-	int which = ty ? wa_set_find(&wa_ns_msg, wa_jstr(t, ty), wa_jlen(t, ty)) : -1;
-	r->s[3] = NULL;
-	if (which < M_TEXT || (o = wa_obj(t, m[which])) == 0)
-		return 0;
-	switch (which) {
-	case M_TEXT:
-		wa_rstr(t, wa_gets(t, o, WA_KEY("body")), &r->s[3], &r->len[3]);
-		return WA_B_TEXT;
-	case M_IMAGE:
-	case M_VIDEO:
-	case M_AUDIO:
-	case M_DOCUMENT:
-	case M_STICKER:
-		/* as wa_set_media */
-		wa_scan(t, o, &wa_ns_set_media, f);
-		wa_rstr(t, f[3], &r->s[3], &r->len[3]);
-		wa_rstr(t, f[0], &r->s[4], &r->len[4]);
-		wa_rstr(t, f[1], &r->s[5], &r->len[5]);
-		wa_rstr(t, f[2], &r->s[6], &r->len[6]);
-		wa_rstr(t, f[4], &r->s[7], &r->len[7]);
-		wa_rstr(t, f[7], &r->s[8], &r->len[8]);
-		r->b[0] = wa_rbool(t, f[5]);
-		r->b[1] = wa_rbool(t, f[6]);
-		r->sub = which - M_IMAGE + 1;
-		return WA_B_MEDIA;
-	case M_INTERACTIVE: {
-		/* as wa_message_interactive */
-		uint32_t st, reply;
-		int list;
-		wa_scan(t, o, &wa_ns_message_interactive, f);
-		st = wa_str(t, f[0]);
-		list = wa_streq(t, st, WA_KEY("list_reply"));
-		if (!list && !wa_streq(t, st, WA_KEY("button_reply")))
-			return 0;
-		if ((reply = wa_obj(t, f[list ? 2 : 1])) == 0)
-			return 0;
-		wa_scan(t, reply, &wa_ns_message_interactive_rnames, f);
-		wa_rstr(t, f[0], &r->s[4], &r->len[4]);
-		wa_rstr(t, f[1], &r->s[3], &r->len[3]);
-		wa_rstr(t, f[2], &r->s[5], &r->len[5]);
-		r->sub = list + 1;
-		return WA_B_REPLY;
-	}
-	default:
-		return 0;
-	}
-}
-
-/*
- * Put context object c into r (as wa_set_context), or return 0 when it has
- * a referred product, which wa_set_context makes after the builder.
- */
-static int32_t wa_rec_context(const wa_tape *t, wa_rec *r, uint32_t c)
-{
-	uint32_t f[5];
-	wa_scan(t, c, &wa_ns_set_context, f);
-	if (wa_obj(t, f[4]))
-		return 0;
-	wa_rstr(t, f[0], &r->s[9], &r->len[9]);
-	wa_rstr(t, f[1], &r->s[10], &r->len[10]);
-	r->b[2] = wa_rbool(t, f[2]);
-	r->b[3] = wa_rbool(t, f[3]);
-	return 1;
-}
-
 /* Where the last record's members go (WA_RECM words; see wa_flush_records). */
 static uint32_t *wa_rec_members(wa_walk *w)
 {
@@ -1577,7 +1592,7 @@ static void wa_message_event(wa_walk *w, uint32_t msg)
 		wa_rstr(t, from, &r->s[1], &r->len[1]);
 		wa_rstr(t, from_uid, &r->s[2], &r->len[2]);
 		r->body = wa_rec_body(t, r, m);
-		r->ctx = ctx && wa_rec_context(t, r, ctx);
+		r->ctx = ctx && !wa_rec_context(t, r, ctx); /* (not with a referred product) */
 		r->has_ts = wa_toint(t, m[M_TIMESTAMP], &ts);
 		r->ts = r->has_ts ? (double)ts : 0;
 		r->contact = wa_contact_rec(w, from, from_uid);
