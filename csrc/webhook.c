@@ -1136,26 +1136,27 @@ static wa_parser *wa_push_parser(lua_State *L)
 	return p;
 }
 
+/* Free buffer b of a parser and zero its capacity cap. */
+#define WA_BUF_FREE(b, cap) (free(b), (b) = NULL, (cap) = 0)
+
 /* Free the parser's buffers (a later parse allocates them again). */
 static void wa_parser_free(wa_parser *p)
 {
 	wa_tape_free(&p->tape);
 	p->gen++;
-	free(p->cbuf);
-	p->cbuf = NULL;
-	p->cbytes = 0;
-	free(p->srcs);
-	p->srcs = NULL;
-	p->srcs_cap = 0;
-	free(p->recs);
-	p->recs = NULL;
-	p->recs_cap = 0;
-	free(p->crecs);
-	p->crecs = NULL;
-	p->crecs_cap = 0;
-	free(p->recm);
-	p->recm = NULL;
-	p->recm_cap = 0;
+	WA_BUF_FREE(p->cbuf, p->cbytes);
+	WA_BUF_FREE(p->srcs, p->srcs_cap);
+	WA_BUF_FREE(p->recs, p->recs_cap);
+	WA_BUF_FREE(p->crecs, p->crecs_cap);
+	WA_BUF_FREE(p->recm, p->recm_cap);
+}
+
+/* Bytes the parser's buffers hold (those wa_parser_free frees). */
+static size_t wa_parser_bytes(const wa_parser *p)
+{
+	return wa_tape_bytes(&p->tape) + p->cbytes + p->srcs_cap * sizeof *p->srcs +
+	       p->recs_cap * sizeof *p->recs + p->crecs_cap * sizeof *p->crecs +
+	       p->recm_cap * sizeof *p->recm;
 }
 
 /*
@@ -2303,10 +2304,7 @@ static int wa_parser_parse(lua_State *L)
 	status = lua_pcall(L, 5, LUA_MULTRET, 0);
 	wa_parser_release(p); /* p is still referenced at index 1 */
 	/* A huge body should not pin its buffers for the life of the hook. */
-	if (wa_tape_bytes(&p->tape) + p->cbytes + p->srcs_cap * sizeof *p->srcs +
-		p->recs_cap * sizeof *p->recs + p->crecs_cap * sizeof *p->crecs +
-		p->recm_cap * sizeof *p->recm >
-	    WA_KEEP_BYTES)
+	if (wa_parser_bytes(p) > WA_KEEP_BYTES)
 		wa_parser_free(p);
 	if (status != 0)
 		return lua_error(L);
