@@ -33,6 +33,18 @@ local function my_dump()
   return my_dump_text
 end
 
+-- The dump of PATHS with switch (core._tape_direct or core._records) off, then back as it was;
+-- checks that this process's dump has the batch's events to compare with.
+local function dump_switched_off(switch)
+  assert.is_truthy(my_dump():find("\nevent 50 ", 1, true), "the batch's 50 events are missing")
+  local before = switch()
+  assert.is_false(switch(false))
+  local ok, dumped = pcall(dump.dump_files, PATHS)
+  assert.equal(before, switch(true))
+  assert(ok, dumped)
+  return dumped
+end
+
 describe("events from simdjson's own tape", function()
   -- The walk reads simdjson's DOM tape in place (csrc/jtape.h); if that internal format ever
   -- differs from what the core expects, each parse writes the tape itself from simdjson's API.
@@ -43,13 +55,7 @@ describe("events from simdjson's own tape", function()
   end)
 
   it("are the same as from the tape the core writes itself", function()
-    local direct = my_dump()
-    assert.is_false(core._tape_direct(false))
-    local ok, written = pcall(dump.dump_files, PATHS)
-    assert.is_true(core._tape_direct(true))
-    assert(ok, written)
-    assert.is_truthy(direct:find("\nevent 50 ", 1, true), "the batch's 50 events are missing")
-    assert.equal(direct, written)
+    assert.equal(my_dump(), dump_switched_off(core._tape_direct))
   end)
 end)
 
@@ -88,14 +94,7 @@ describe("events from records", function()
   end)
 
   it("are the same as the events made through the API", function()
-    local mine = my_dump()
-    local before = core._records()
-    assert.is_false(core._records(false))
-    local ok, plain = pcall(dump.dump_files, PATHS)
-    assert.equal(before, core._records(true))
-    assert(ok, plain)
-    assert.is_truthy(mine:find("\nevent 50 ", 1, true), "the batch's 50 events are missing")
-    assert.equal(mine, plain)
+    assert.equal(my_dump(), dump_switched_off(core._records))
   end)
 end)
 
